@@ -1,0 +1,7 @@
+/** The configuration rules, shared by the launcher and the Pulumi components. */
+export * from "./fields.js";
+export * from "./ports.js";
+export * from "./schema.js";
+export * from "./sshKeys.js";
+export * from "./units.js";
+export * from "./userData.js";

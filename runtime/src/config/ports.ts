@@ -1,0 +1,105 @@
+/**
+ * Port forwards in Docker's port-spec syntax (go-connections `ParsePortSpec`):
+ * `[ip:][hostPort:]containerPort[/protocol]`, ranges like `8000-8010`, IPv6
+ * addresses in brackets. Inside a DevMachine the "host" side is the container
+ * and the "container" side is the guest: `PORTS=8080:80` forwards the
+ * container's port 8080 to the guest's port 80; publish 8080 with `docker run -p`.
+ */
+import { isIP } from "node:net";
+
+export type Protocol = "tcp" | "udp";
+
+/** One forward from the container into the guest, ranges already expanded. */
+export interface PortForward {
+  protocol: Protocol;
+  /** Address inside the container to listen on; empty means every address. */
+  hostIp: string;
+  /** Port on the container side. */
+  hostPort: number;
+  /** Port on the guest side. */
+  guestPort: number;
+}
+
+/** A refusal, worded as the rule that was broken. */
+export class PortSpecError extends Error {}
+
+function splitParts(spec: string): [ip: string, host: string, container: string] {
+  const parts = spec.split(":");
+  const n = parts.length;
+  if (n === 1) return ["", "", parts[0]!];
+  if (n === 2) return ["", parts[0]!, parts[1]!];
+  if (n === 3) return [parts[0]!, parts[1]!, parts[2]!];
+  return [parts.slice(0, n - 2).join(":"), parts[n - 2]!, parts[n - 1]!];
+}
+
+/** go's ParseUint(s, 10, 16): digits only, at most 65535. */
+function parsePortNumber(text: string): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return value <= 65535 ? value : undefined;
+}
+
+function parsePortRange(text: string): [number, number] | undefined {
+  if (text === "") return undefined;
+  if (!text.includes("-")) {
+    const port = parsePortNumber(text);
+    return port === undefined ? undefined : [port, port];
+  }
+  const [startText, endText] = text.split("-");
+  const start = parsePortNumber(startText!);
+  const end = parsePortNumber(endText!);
+  if (start === undefined || end === undefined || end < start) return undefined;
+  return [start, end];
+}
+
+/** Parses one spec the way Docker does, then applies what QEMU user networking can forward. */
+export function parsePortSpec(spec: string): PortForward[] {
+  let [ip, hostPort, containerPart] = splitParts(spec);
+  const slash = containerPart.indexOf("/");
+  let containerPort = slash < 0 ? containerPart : containerPart.slice(0, slash);
+  let protocol = slash < 0 ? "" : containerPart.slice(slash + 1);
+  if (containerPort === "") throw new PortSpecError(`"${spec}": no port specified`);
+  protocol = (protocol || "tcp").toLowerCase();
+  if (!["tcp", "udp", "sctp"].includes(protocol)) {
+    throw new PortSpecError(`"${spec}": invalid protocol "${protocol}" (tcp or udp)`);
+  }
+  if (protocol === "sctp") {
+    throw new PortSpecError(`"${spec}": sctp is valid for Docker but QEMU user networking forwards only tcp and udp`);
+  }
+  if (ip.startsWith("[")) {
+    if (!ip.endsWith("]")) throw new PortSpecError(`"${spec}": invalid IP address ${ip}`);
+    ip = ip.slice(1, -1);
+  }
+  if (ip !== "" && isIP(ip) === 0) throw new PortSpecError(`"${spec}": invalid IP address "${ip}"`);
+
+  const guestRange = parsePortRange(containerPort);
+  if (!guestRange) throw new PortSpecError(`"${spec}": invalid port or range "${containerPort}" (1-65535, or start-end)`);
+  let hostRange = guestRange;
+  if (hostPort !== "") {
+    const parsed = parsePortRange(hostPort);
+    if (!parsed) throw new PortSpecError(`"${spec}": invalid port or range "${hostPort}" (1-65535, or start-end)`);
+    hostRange = parsed;
+  }
+  const count = guestRange[1] - guestRange[0] + 1;
+  if (hostRange[1] - hostRange[0] + 1 !== count) {
+    // Docker would pick one free port from a host range; a QEMU forward needs fixed ports.
+    throw new PortSpecError(`"${spec}": the ranges ${hostPort} and ${containerPort} must have the same length`);
+  }
+  if (guestRange[0] === 0 || hostRange[0] === 0) throw new PortSpecError(`"${spec}": port 0 cannot be forwarded`);
+
+  return Array.from({ length: count }, (_, i) => ({
+    protocol: protocol as Protocol,
+    hostIp: ip,
+    hostPort: hostRange[0] + i,
+    guestPort: guestRange[0] + i,
+  }));
+}
+
+/** Parses a comma-separated list; blank entries are ignored. */
+export function parsePortSpecs(list: string): PortForward[] {
+  return list
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "")
+    .flatMap(parsePortSpec);
+}

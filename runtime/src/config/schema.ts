@@ -1,0 +1,289 @@
+/**
+ * The launcher's whole configuration, read from the container's environment.
+ * Every problem is collected (never just the first), each naming its variable
+ * and the rule it broke; nothing is created or changed before this passes.
+ */
+import { hostname as osHostname } from "node:os";
+import { z } from "zod";
+import {
+  accelField,
+  booleanField,
+  cpuField,
+  hostnameField,
+  memoryField,
+  networkField,
+  passwordField,
+  passwordHashField,
+  portsField,
+  secondsField,
+  sshKeyField,
+  storageField,
+  userEntryField,
+  userNameField,
+  vncField,
+} from "./fields.js";
+import type { PortForward } from "./ports.js";
+import { splitSshKeys } from "./sshKeys.js";
+import { parseUserData, type UserData } from "./userData.js";
+
+export interface UserConfig {
+  name: string;
+  password?: string;
+  passwordHash?: string;
+  sshKeys: string[];
+  sudo: boolean;
+}
+
+export interface LauncherConfig {
+  cpu: number;
+  memoryBytes: number;
+  storageBytes: number;
+  users: UserConfig[];
+  network: "NAT" | "BRIDGE";
+  /** Forwards from the container into the guest (NAT only); SSH's container:22 -> guest:22 comes first. */
+  ports: PortForward[];
+  vnc?: string;
+  accel: "auto" | "kvm" | "tcg";
+  userData?: UserData;
+  hostname: string;
+  baseImage: string;
+  disksDir: string;
+  ephemeral: boolean;
+  graceSeconds: number;
+}
+
+/** Where things live in the runtime image, unless the environment says otherwise. */
+export const DEFAULTS = {
+  baseImage: "/images/base.qcow2",
+  disksDir: "/var/lib/devmachines",
+  userDataFile: "/etc/devmachines/user-data",
+  network: "NAT",
+  accel: "auto",
+  graceSeconds: 60,
+  /** The guest's SSH port, forwarded from the same container port in NAT mode. */
+  sshPort: 22,
+} as const;
+
+/** Variables whose values are secret: never echoed in messages. */
+const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "USERS"]);
+
+export interface ConfigIssue {
+  /** The variable, with a path inside it for JSON values (`USERS[0].name`). */
+  variable: string;
+  /** The offending value as given, when it is not secret. */
+  value?: string;
+  /** What is wrong, worded as the rule. */
+  message: string;
+}
+
+export type ParseResult =
+  | { ok: true; config: LauncherConfig; warnings: string[] }
+  | { ok: false; issues: ConfigIssue[] };
+
+/** Reads a file named by a `*_FILE` variable; undefined when it does not exist. */
+export type FileReader = (path: string) => string | undefined;
+
+const required = (variable: string, rule: string) => ({ message: `is required: ${rule}` , variable });
+
+const envSchema = z.object({
+  CPU: cpuField,
+  MEMORY: memoryField,
+  STORAGE: storageField,
+  USER: userNameField.optional(),
+  PASSWORD: passwordField.optional(),
+  PASSWORD_HASH: passwordHashField.optional(),
+  SSH_KEYS: z.array(sshKeyField).optional(),
+  USERS: z.array(userEntryField).optional(),
+  NETWORK: networkField.default(DEFAULTS.network),
+  PORTS: portsField.optional(),
+  VNC: vncField.optional(),
+  ACCEL: accelField.default(DEFAULTS.accel),
+  HOSTNAME: hostnameField.optional(),
+  BASE_IMAGE: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.baseImage),
+  DISKS_DIR: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.disksDir),
+  EPHEMERAL: booleanField.optional(),
+  GRACE_SECONDS: secondsField.optional(),
+});
+
+/**
+ * Turns the environment into a configuration, or into the full list of problems.
+ * `readFile` resolves the `*_FILE` variables (Docker-secrets convention).
+ */
+export function parseConfig(env: Record<string, string | undefined>, readFile: FileReader): ParseResult {
+  const issues: ConfigIssue[] = [];
+  const warnings: string[] = [];
+  const value = (name: string) => {
+    const text = env[name];
+    return text === undefined || text === "" ? undefined : text;
+  };
+
+  const fromFile = (name: string): string | undefined => {
+    const path = value(`${name}_FILE`);
+    const direct = value(name);
+    if (path === undefined) return direct;
+    if (direct !== undefined) {
+      issues.push({ variable: `${name}_FILE`, message: `is set together with ${name}: give one of them` });
+      return undefined;
+    }
+    const content = readFile(path);
+    if (content === undefined) {
+      issues.push({ variable: `${name}_FILE`, message: `names ${path}, which does not exist or cannot be read (mount it into the container)` });
+    }
+    return content;
+  };
+
+  const password = fromFile("PASSWORD")?.replace(/\r?\n$/, "");
+  const sshKeysText = fromFile("SSH_KEYS");
+  const sshKeys = sshKeysText === undefined ? undefined : splitSshKeys(sshKeysText, value("SSH_KEYS_FILE") ? "\n" : ",");
+  let usersJson: unknown;
+  const usersText = value("USERS");
+  if (usersText !== undefined) {
+    try {
+      usersJson = JSON.parse(usersText);
+    } catch {
+      issues.push({ variable: "USERS", message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
+    }
+  }
+  const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);
+
+  const raw = {
+    CPU: value("CPU"),
+    MEMORY: value("MEMORY"),
+    STORAGE: value("STORAGE"),
+    USER: value("USER"),
+    PASSWORD: password,
+    PASSWORD_HASH: value("PASSWORD_HASH"),
+    SSH_KEYS: sshKeys,
+    USERS: usersJson,
+    NETWORK: value("NETWORK")?.toUpperCase(),
+    PORTS: value("PORTS"),
+    VNC: value("VNC"),
+    ACCEL: value("ACCEL")?.toLowerCase(),
+    HOSTNAME: value("HOSTNAME"),
+    BASE_IMAGE: value("BASE_IMAGE"),
+    DISKS_DIR: value("DISKS_DIR"),
+    EPHEMERAL: value("EPHEMERAL"),
+    GRACE_SECONDS: value("GRACE_SECONDS"),
+  };
+
+  for (const [variable, rule] of [
+    ["CPU", "the number of virtual CPUs, e.g. CPU=2"],
+    ["MEMORY", "the guest's memory, e.g. MEMORY=2G"],
+    ["STORAGE", "the guest's disk size, e.g. STORAGE=20G"],
+  ] as const) {
+    if (raw[variable] === undefined) issues.push(required(variable, rule));
+  }
+  if (raw.USER === undefined && usersText === undefined) {
+    issues.push(required("USER", "the guest user's name, e.g. USER=dev (or several users in USERS)"));
+  }
+
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const [variable, ...rest] = issue.path.map(String);
+      // Missing required values were reported above with their own wording.
+      if (issue.code === "invalid_type" && raw[variable as keyof typeof raw] === undefined) continue;
+      const where = variable + rest.map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`)).join("");
+      const given = raw[variable as keyof typeof raw];
+      const shown = SECRET.has(variable!) || typeof given !== "string" ? {} : { value: given };
+      issues.push({ variable: where, ...shown, message: issue.message });
+    }
+  }
+
+  if ([value("PASSWORD") ?? value("PASSWORD_FILE"), raw.PASSWORD_HASH].filter(Boolean).length > 1) {
+    issues.push({ variable: "PASSWORD_HASH", message: "is set together with PASSWORD: give one of them" });
+  }
+  if (value("USER") === undefined && (raw.PASSWORD || raw.PASSWORD_HASH || raw.SSH_KEYS)) {
+    issues.push({ variable: "USER", message: "is required when PASSWORD, PASSWORD_HASH or SSH_KEYS is set: they belong to that user" });
+  }
+
+  const listedUsers = Array.isArray(usersJson) ? (usersJson as Record<string, unknown>[]) : [];
+  const someoneCanLogIn =
+    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length) ||
+    listedUsers.some((user) => user?.password || user?.passwordHash || (Array.isArray(user?.sshKeys) && user.sshKeys.length > 0));
+  const usersUnreadable = usersText !== undefined && !Array.isArray(usersJson);
+  if (!someoneCanLogIn && !usersUnreadable) {
+    issues.push({
+      variable: "SSH_KEYS",
+      message: "or a password is required: no user could log in (set SSH_KEYS, SSH_KEYS_FILE, PASSWORD, PASSWORD_FILE or PASSWORD_HASH, or sshKeys/password in USERS)",
+    });
+  }
+
+  let userData: UserData | undefined;
+  if (userDataText !== undefined) {
+    const result = parseUserData(userDataText);
+    if (result.ok) userData = result.userData;
+    else issues.push({ variable: value("USER_DATA_FILE") ? "USER_DATA_FILE" : "USER_DATA", message: result.problem });
+  }
+
+  if (!parsed.success || issues.length > 0) return { ok: false, issues };
+  const env2 = parsed.data;
+
+  const users: UserConfig[] = [];
+  if (env2.USER !== undefined) {
+    users.push({
+      name: env2.USER,
+      ...(env2.PASSWORD !== undefined && { password: env2.PASSWORD }),
+      ...(env2.PASSWORD_HASH !== undefined && { passwordHash: env2.PASSWORD_HASH }),
+      sshKeys: env2.SSH_KEYS ?? [],
+      sudo: true,
+    });
+  }
+  for (const user of env2.USERS ?? []) {
+    users.push({
+      name: user.name,
+      ...(user.password !== undefined && { password: user.password }),
+      ...(user.passwordHash !== undefined && { passwordHash: user.passwordHash }),
+      sshKeys: user.sshKeys ?? [],
+      sudo: user.sudo ?? true,
+    });
+  }
+  const seen = new Set<string>();
+  for (const user of users) {
+    if (seen.has(user.name)) issues.push({ variable: "USERS", message: `names the user "${user.name}" twice (USER counts too)` });
+    seen.add(user.name);
+  }
+  if (issues.length > 0) return { ok: false, issues };
+
+  const ports = env2.PORTS ?? [];
+  if (env2.NETWORK === "BRIDGE" && ports.length > 0) {
+    warnings.push("PORTS has no effect with NETWORK=BRIDGE: the VM owns the container's address, so every port of the VM is reachable there directly");
+  }
+  const taken = new Map<string, string>();
+  for (const forward of [{ protocol: "tcp", hostPort: DEFAULTS.sshPort }, ...ports]) {
+    const key = `${forward.protocol}/${forward.hostPort}`;
+    if (taken.has(key)) {
+      issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.hostPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
+    }
+    taken.set(key, key);
+  }
+  if (issues.length > 0) return { ok: false, issues };
+
+  return {
+    ok: true,
+    warnings,
+    config: {
+      cpu: env2.CPU,
+      memoryBytes: env2.MEMORY,
+      storageBytes: env2.STORAGE,
+      users,
+      network: env2.NETWORK,
+      ports,
+      ...(env2.VNC !== undefined && { vnc: env2.VNC }),
+      accel: env2.ACCEL,
+      ...(userData !== undefined && { userData }),
+      hostname: env2.HOSTNAME ?? osHostname(),
+      baseImage: env2.BASE_IMAGE,
+      disksDir: env2.DISKS_DIR,
+      ephemeral: env2.EPHEMERAL ?? false,
+      graceSeconds: env2.GRACE_SECONDS ?? DEFAULTS.graceSeconds,
+    },
+  };
+}
+
+/** One line per problem, as the container prints them. */
+export function formatIssues(issues: ConfigIssue[]): string {
+  return issues
+    .map((issue) => `  ${issue.variable}${issue.value === undefined ? "" : `=${JSON.stringify(issue.value)}`} ${issue.message}`)
+    .join("\n");
+}
