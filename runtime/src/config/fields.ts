@@ -20,7 +20,7 @@ export const cpuField = z
 /** A Docker go-units size (RAMInBytes) of at least `min` bytes. */
 export function sizeField(min: number) {
   return z.string().transform((text, ctx) => {
-    const bytes = parseRamInBytes(text.trim());
+    const bytes = parseRamInBytes(text);
     if (bytes === undefined) {
       ctx.addIssue({
         code: "custom",

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parse } from "yaml";
+import type { LauncherConfig } from "../src/config/schema.js";
+import { planCloudInit, READY_MARKER } from "../src/plan/cloudInit.js";
+import { ED25519 } from "./fixtures/keys.js";
+
+const network = { version: 2, ethernets: { nic0: { match: { macaddress: "52:54:00:12:34:56" }, dhcp4: true } } };
+
+function config(overrides: Partial<LauncherConfig> = {}): LauncherConfig {
+  return {
+    cpu: 2, memoryBytes: 1024 ** 3, storageBytes: 20 * 1024 ** 3,
+    users: [{ name: "dev", sshKeys: [ED25519], sudo: true }],
+    network: "NAT", ports: [], accel: "tcg", hostname: "box",
+    baseImage: "/images/base.qcow2", disksDir: "/var/lib/devmachines", ephemeral: false, graceSeconds: 60,
+    ...overrides,
+  };
+}
+
+// Values that would break naive YAML templating: quotes, newlines, ": ", "#", a leading "-", braces, anchors, tags.
+const HOSTILE = [
+  'pa"ss\'word',
+  "line1\nline2: injected\n- root",
+  "key: value # comment",
+  "- leading dash",
+  "{flow: mapping}",
+  "&anchor *alias !!binary",
+  "tab\there \\ backslash",
+  "ünïcødé \u2028 separator",
+  "'single' \"double\"",
+  "yes",
+  "null",
+  "0x1F",
+];
+
+test("hostile values come back from the YAML exactly as data", () => {
+  for (const hostile of HOSTILE) {
+    const files = planCloudInit(
+      config({
+        hostname: hostile,
+        users: [{ name: hostile, password: hostile, sshKeys: [`${ED25519.split(" ").slice(0, 2).join(" ")} ${hostile}`], sudo: true },
+                { name: "second", passwordHash: hostile, sshKeys: [], sudo: false }],
+      }),
+      network,
+    );
+    assert.match(files.userData, /^#cloud-config\n/);
+    const userData = parse(files.userData);
+    assert.equal(userData.hostname, hostile);
+    assert.equal(userData.fqdn, hostile);
+    assert.equal(userData.users.length, 2, `no user was injected by ${JSON.stringify(hostile)}`);
+    assert.equal(userData.users[0].name, hostile);
+    assert.equal(userData.users[0].plain_text_passwd, hostile);
+    assert.equal(userData.users[0].ssh_authorized_keys[0].endsWith(` ${hostile}`), true);
+    assert.equal(userData.users[1].hashed_passwd, hostile);
+    assert.deepEqual(Object.keys(userData).sort(), [
+      "disable_root", "final_message", "fqdn", "growpart", "hostname", "manage_etc_hosts", "preserve_hostname",
+      "resize_rootfs", "ssh_deletekeys", "ssh_pwauth", "users",
+    ]);
+    const metaData = parse(files.metaData);
+    assert.equal(metaData["local-hostname"], hostile);
+    assert.equal(metaData["instance-id"], files.instanceId);
+  }
+});
+
+test("users get sudo, locked or open passwords and keys as asked", () => {
+  const userData = parse(
+    planCloudInit(
+      config({ users: [{ name: "dev", sshKeys: [ED25519], sudo: true }, { name: "ops", password: "pw", sshKeys: [], sudo: false }] }),
+      network,
+    ).userData,
+  );
+  assert.equal(userData.ssh_pwauth, true);
+  assert.equal(userData.ssh_deletekeys, false, "host keys survive a changed configuration");
+  assert.deepEqual(userData.users[0], { name: "dev", shell: "/bin/bash", lock_passwd: true, sudo: "ALL=(ALL) NOPASSWD:ALL", ssh_authorized_keys: [ED25519] });
+  assert.deepEqual(userData.users[1], { name: "ops", shell: "/bin/bash", lock_passwd: false, plain_text_passwd: "pw", ssh_authorized_keys: [] });
+  assert.match(userData.final_message, new RegExp(`^${READY_MARKER} `));
+  assert.equal(parse(planCloudInit(config(), network).userData).ssh_pwauth, false, "no password, no password login");
+});
+
+test("network-config is the network plan, as YAML", () => {
+  assert.deepEqual(parse(planCloudInit(config(), network).networkConfig), network);
+});
+
+test("the instance-id follows what the guest receives, and only that", () => {
+  const id = (overrides: Partial<LauncherConfig>, net: object = network) => planCloudInit(config(overrides), net).instanceId;
+  assert.equal(id({}), id({}), "stable for the same configuration");
+  assert.equal(id({}), id({ storageBytes: 40 * 1024 ** 3, cpu: 4, memoryBytes: 2 * 1024 ** 3 }), "hardware changes keep the instance");
+  assert.notEqual(id({}), id({ hostname: "other" }));
+  assert.notEqual(id({}), id({ users: [{ name: "dev", password: "new", sshKeys: [ED25519], sudo: true }] }));
+  assert.notEqual(id({}), id({}, { ...network, ethernets: { nic0: { match: { macaddress: "52:54:00:00:00:01" }, dhcp4: true } } }));
+  assert.notEqual(id({}), id({ userData: { kind: "cloud-config", text: "#cloud-config\nruncmd: [[true]]\n" } }));
+  assert.match(id({}), /^devmachines-[0-9a-f]{16}$/);
+});
+
+function mimeParts(text: string): Array<{ headers: string; body: string }> {
+  const boundary = /boundary="([^"]+)"/.exec(text)![1]!;
+  return text
+    .split(`--${boundary}`)
+    .slice(1, -1)
+    .map((chunk) => {
+      // The line break before a boundary belongs to the boundary (RFC 2046).
+      const [headers, ...body] = chunk.replace(/^\n/, "").replace(/\n$/, "").split("\n\n");
+      return { headers: headers!, body: body.join("\n\n") };
+    });
+}
+
+test("USER_DATA joins as a second MIME part that cloud-init merges into ours", () => {
+  const extra = "#cloud-config\nwrite_files:\n  - path: /etc/motd\n    content: hello\nruncmd:\n  - [touch, /tmp/ran]\n";
+  const files = planCloudInit(config({ userData: { kind: "cloud-config", text: extra } }), network);
+  assert.match(files.userData, /^Content-Type: multipart\/mixed; boundary="devmachines-[0-9a-f]+"/);
+  const parts = mimeParts(files.userData);
+  assert.equal(parts.length, 2);
+  assert.match(parts[0]!.headers, /text\/cloud-config/);
+  assert.equal(parse(parts[0]!.body).hostname, "box");
+  assert.match(parts[1]!.headers, /Merge-Type: list\(append\)\+dict\(no_replace,recurse_list\)\+str\(\)/);
+  assert.deepEqual(parse(parts[1]!.body).runcmd, [["touch", "/tmp/ran"]]);
+
+  const script = planCloudInit(config({ userData: { kind: "script", text: "#!/bin/sh\necho hi\n" } }), network);
+  const scriptParts = mimeParts(script.userData);
+  assert.match(scriptParts[1]!.headers, /text\/x-shellscript/);
+  assert.equal(scriptParts[1]!.body, "#!/bin/sh\necho hi");
+});

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { formatIssues, parseConfig, type ParseResult } from "../src/config/schema.js";
+import { ED25519, RSA } from "./fixtures/keys.js";
+
+const base = { CPU: "2", MEMORY: "1G", STORAGE: "20G", USER: "dev", SSH_KEYS: ED25519, HOSTNAME: "box" };
+const noFiles = () => undefined;
+
+function issuesOf(result: ParseResult): string {
+  assert.equal(result.ok, false, "expected the configuration to be refused");
+  return result.ok ? "" : formatIssues(result.issues);
+}
+
+test("a minimal environment gives a complete configuration with documented defaults", () => {
+  const result = parseConfig(base, noFiles);
+  assert.ok(result.ok);
+  assert.deepEqual(result.config, {
+    cpu: 2,
+    memoryBytes: 1024 ** 3,
+    storageBytes: 20 * 1024 ** 3,
+    users: [{ name: "dev", sshKeys: [ED25519], sudo: true }],
+    network: "NAT",
+    ports: [],
+    accel: "auto",
+    hostname: "box",
+    baseImage: "/images/base.qcow2",
+    disksDir: "/var/lib/devmachines",
+    ephemeral: false,
+    graceSeconds: 60,
+  });
+});
+
+test("every problem is reported at once, each naming its variable and rule", () => {
+  const text = issuesOf(
+    parseConfig({ CPU: "0", MEMORY: "64M", STORAGE: "lots", USER: "Dev", SSH_KEYS: "ssh-rsa AAAA", NETWORK: "wifi", ACCEL: "hvf", PORTS: "99999", VNC: "display one", EPHEMERAL: "maybe", GRACE_SECONDS: "-1", HOSTNAME: "-bad-" }, noFiles),
+  );
+  for (const expected of [
+    /CPU="0" must be a whole number of virtual CPUs/,
+    /MEMORY="64M" must be at least 128 MiB/,
+    /STORAGE="lots" must be a size like/,
+    /USER="Dev" must be a Linux user name/,
+    /SSH_KEYS\[0\] key "ssh-rsa AAAA" has key data that is not a ssh-rsa key/,
+    /NETWORK="WIFI" must be NAT or BRIDGE/,
+    /ACCEL="hvf" must be auto, kvm or tcg/,
+    /PORTS="99999" .*invalid port/,
+    /VNC="display one" must be a QEMU -vnc argument/,
+    /EPHEMERAL="maybe" must be true or false/,
+    /GRACE_SECONDS="-1" must be a whole number of seconds/,
+    /HOSTNAME="-bad-" must be a host name/,
+  ]) {
+    assert.match(text, expected);
+  }
+});
+
+test("required values are named when missing", () => {
+  const text = issuesOf(parseConfig({}, noFiles));
+  for (const variable of ["CPU", "MEMORY", "STORAGE", "USER", "SSH_KEYS"]) assert.match(text, new RegExp(`^  ${variable} .*required`, "m"));
+});
+
+test("a user must be able to log in: a key or a password", () => {
+  assert.match(issuesOf(parseConfig({ ...base, SSH_KEYS: undefined }, noFiles)), /no user could log in/);
+  assert.ok(parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD: "s3cret" }, noFiles).ok);
+  assert.ok(parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_HASH: "$6$salt$abcdefghijklmnop" }, noFiles).ok);
+});
+
+test("root is refused, and passwords are never echoed", () => {
+  const text = issuesOf(parseConfig({ ...base, USER: "root", PASSWORD: "hunter2", PASSWORD_HASH: "$6$x$y" }, noFiles));
+  assert.match(text, /USER="root" must not be root/);
+  assert.match(text, /PASSWORD_HASH is set together with PASSWORD/);
+  assert.doesNotMatch(text, /hunter2/);
+});
+
+test("*_FILE variables read Docker secrets; a missing file is a named error", () => {
+  const files: Record<string, string> = { "/run/secrets/pw": "from-file\n", "/run/secrets/keys": `# team\n${ED25519}\n${RSA}\n` };
+  const result = parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_FILE: "/run/secrets/pw", SSH_KEYS_FILE: "/run/secrets/keys" }, (path) => files[path]);
+  assert.ok(result.ok);
+  assert.equal(result.config.users[0]!.password, "from-file");
+  assert.deepEqual(result.config.users[0]!.sshKeys, [ED25519, RSA]);
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/nope" }, noFiles)), /PASSWORD_FILE names \/nope, which does not exist/);
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD: "a", PASSWORD_FILE: "/run/secrets/pw" }, (path) => files[path])), /PASSWORD_FILE is set together with PASSWORD/);
+});
+
+test("USERS adds several users; errors point inside the JSON", () => {
+  const users = JSON.stringify([{ name: "alice", sshKeys: [RSA] }, { name: "bob", password: "pw", sudo: false }]);
+  const result = parseConfig({ ...base, USERS: users }, noFiles);
+  assert.ok(result.ok);
+  assert.deepEqual(result.config.users.map((user) => [user.name, user.sudo]), [["dev", true], ["alice", true], ["bob", false]]);
+
+  const onlyUsers = parseConfig({ CPU: "1", MEMORY: "512M", STORAGE: "8G", USERS: users }, noFiles);
+  assert.ok(onlyUsers.ok, "USERS alone is enough");
+
+  assert.match(issuesOf(parseConfig({ ...base, USERS: "[{" }, noFiles)), /USERS is not valid JSON/);
+  assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"x","sshKeys":["nope"],"shell":"/bin/sh"}]' }, noFiles)), /USERS\[0\]\.sshKeys\[0\] key "nope"/);
+  assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"x","shell":"/bin/sh"}]' }, noFiles)), /USERS\[0\]/);
+  assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"dev","password":"x"}]' }, noFiles)), /names the user "dev" twice/);
+});
+
+test("ports: SSH's container port 22 is reserved; in BRIDGE mode ports only warn", () => {
+  assert.match(issuesOf(parseConfig({ ...base, PORTS: "22:2222" }, noFiles)), /tcp\/22 is taken by the SSH forward/);
+  assert.match(issuesOf(parseConfig({ ...base, PORTS: "8080:80,8080:81" }, noFiles)), /forwards container port tcp\/8080 twice/);
+  const udp = parseConfig({ ...base, PORTS: "22/udp" }, noFiles);
+  assert.ok(udp.ok, "udp/22 does not clash with SSH");
+  const bridge = parseConfig({ ...base, NETWORK: "bridge", PORTS: "8080:80" }, noFiles);
+  assert.ok(bridge.ok);
+  assert.equal(bridge.config.network, "BRIDGE");
+  assert.match(bridge.warnings.join("\n"), /PORTS has no effect with NETWORK=BRIDGE/);
+});
+
+test("USER_DATA must be a cloud-config mapping or a script", () => {
+  const ok = parseConfig({ ...base, USER_DATA: "packages: [htop]\nruncmd:\n  - echo hi\n" }, noFiles);
+  assert.ok(ok.ok);
+  assert.equal(ok.config.userData?.kind, "cloud-config");
+  assert.match(ok.config.userData!.text, /^#cloud-config\n/);
+  const script = parseConfig({ ...base, USER_DATA: "#!/bin/sh\necho hi\n" }, noFiles);
+  assert.ok(script.ok);
+  assert.equal(script.config.userData?.kind, "script");
+  assert.match(issuesOf(parseConfig({ ...base, USER_DATA: "a: [unclosed" }, noFiles)), /USER_DATA is not valid YAML/);
+  assert.match(issuesOf(parseConfig({ ...base, USER_DATA: "- just\n- a list\n" }, noFiles)), /USER_DATA must be a cloud-config mapping/);
+  const fromDefaultFile = parseConfig(base, (path) => (path === "/etc/devmachines/user-data" ? "runcmd: [[touch, /x]]\n" : undefined));
+  assert.ok(fromDefaultFile.ok);
+  assert.equal(fromDefaultFile.config.userData?.kind, "cloud-config");
+});
