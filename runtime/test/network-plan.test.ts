@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parse, stringify } from "yaml";
+import { parsePortSpecs } from "../src/config/index.js";
+import { ExitCode, LauncherError } from "../src/exitCodes.js";
+import type { ContainerNetwork } from "../src/network/discover.js";
+import { derivedMac, normalizeMac } from "../src/network/mac.js";
+import { bridgeNameservers, planNetwork } from "../src/network/plan.js";
+
+/** A container on a user-defined Docker network, as discovered (Docker 25+ resolv.conf). */
+const facts: ContainerNetwork = {
+  interface: "eth0",
+  mac: "02:42:ac:12:00:02",
+  mtu: 1450,
+  ipv4: { address: "172.18.0.2", prefixLength: 16 },
+  gateway: "172.18.0.1",
+  routes: [
+    { destination: "172.18.0.0/16", device: "eth0", scope: "link", protocol: "kernel" },
+    { destination: "10.88.0.0/16", gateway: "172.18.0.254", device: "eth0" },
+  ],
+  dns: { nameservers: ["127.0.0.11"], search: ["corp.example"], upstream: ["192.168.65.7", "127.0.0.53"] },
+  ipv6: [],
+  notes: [],
+};
+
+/** What the cloud-init seed will carry, read back as cloud-init reads it. */
+const roundTrip = (value: unknown): unknown => parse(stringify(value));
+
+const isLocalUnicast = (mac: string) => {
+  const first = parseInt(mac.slice(0, 2), 16);
+  return (first & 0x02) === 0x02 && (first & 0x01) === 0;
+};
+
+describe("planNetwork: NAT", () => {
+  it("forwards SSH first, then each port, in QEMU's hostfwd syntax", () => {
+    const plan = planNetwork({ network: "NAT", ports: parsePortSpecs("8080:80,127.0.0.1:5353:53/udp,9000-9001") }, facts);
+    assert.equal(plan.mode, "NAT");
+    assert.deepEqual(plan.qemuArgs, [
+      "-netdev",
+      "user,id=net0,hostfwd=tcp::22-:22,hostfwd=tcp::8080-:80,hostfwd=udp:127.0.0.1:5353-:53,hostfwd=tcp::9000-:9000,hostfwd=tcp::9001-:9001",
+      "-device",
+      "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+    ]);
+    assert.deepEqual(plan.forwards.map((f) => `${f.protocol}/${f.hostPort}->${f.guestPort}`), ["tcp/22->22", "tcp/8080->80", "udp/5353->53", "tcp/9000->9000", "tcp/9001->9001"]);
+    assert.equal(plan.bridge, undefined);
+    assert.deepEqual(plan.warnings, []);
+  });
+
+  it("uses DHCP on the NIC matched by MAC, never by name", () => {
+    const plan = planNetwork({ network: "NAT", ports: [] }, facts);
+    assert.deepEqual(roundTrip(plan.networkConfig), {
+      version: 2,
+      ethernets: { primary: { match: { macaddress: "52:54:00:12:34:56" }, dhcp4: true, dhcp6: false, mtu: 1500 } },
+    });
+    assert.doesNotMatch(stringify(plan.networkConfig), /eth0|ens\d|enp\d|set-name/);
+  });
+
+  it("keeps the guest MAC stable whatever the container's MAC (Docker may randomize it)", () => {
+    const a = planNetwork({ network: "NAT", ports: [] }, facts);
+    const b = planNetwork({ network: "NAT", ports: [] }, { ...facts, mac: "6e:1f:00:aa:bb:cc" });
+    assert.equal(a.guestMac, b.guestMac);
+    assert.ok(isLocalUnicast(a.guestMac));
+  });
+
+  it("listens on IPv4 for [::] (QEMU cannot listen on IPv6) and says so", () => {
+    const plan = planNetwork({ network: "NAT", ports: parsePortSpecs("[::]:8443:443") }, facts);
+    assert.match(plan.qemuArgs[1]!, /hostfwd=tcp::8443-:443$/);
+    assert.match(plan.warnings.join("\n"), /\[::\]:8443 listens on every IPv4 address/);
+  });
+
+  it("refuses a specific IPv6 address, which QEMU's hostfwd rejects (Bad host address)", () => {
+    assert.throws(
+      () => planNetwork({ network: "NAT", ports: parsePortSpecs("[::1]:8080:80/udp") }, facts),
+      (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Config && /udp \[::1\]:8080/.test(error.message),
+    );
+  });
+
+  it("describes itself for the dry run", () => {
+    const plan = planNetwork({ network: "NAT", ports: parsePortSpecs("8080:80") }, facts);
+    assert.match(plan.describe.join("\n"), /forward tcp 8080 \(container\) -> 80 \(guest\)/);
+  });
+});
+
+describe("planNetwork: BRIDGE", () => {
+  const plan = planNetwork({ network: "BRIDGE", ports: parsePortSpecs("8080:80") }, facts);
+
+  it("gives QEMU the TAP and the container's original MAC", () => {
+    assert.deepEqual(plan.qemuArgs, ["-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,mac=02:42:ac:12:00:02"]);
+    assert.equal(plan.guestMac, "02:42:ac:12:00:02");
+    assert.deepEqual(plan.forwards, []);
+  });
+
+  it("gives the container interface and the bridge new, deterministic, locally administered MACs", () => {
+    const bridge = plan.bridge!;
+    assert.equal(bridge.originalMac, "02:42:ac:12:00:02");
+    for (const mac of [bridge.containerMac, bridge.bridgeMac]) {
+      assert.equal(normalizeMac(mac), mac);
+      assert.ok(isLocalUnicast(mac), mac);
+    }
+    assert.equal(new Set([bridge.originalMac, bridge.containerMac, bridge.bridgeMac]).size, 3);
+    const again = planNetwork({ network: "BRIDGE", ports: [] }, { ...facts }).bridge!;
+    assert.equal(again.containerMac, bridge.containerMac);
+    assert.equal(again.bridgeMac, bridge.bridgeMac);
+    const other = planNetwork({ network: "BRIDGE", ports: [] }, { ...facts, mac: "02:42:ac:12:00:03" }).bridge!;
+    assert.notEqual(other.containerMac, bridge.containerMac);
+  });
+
+  it("plans the bridge: names, address, gateway, MTU and the routes to put back", () => {
+    assert.deepEqual(
+      { ...plan.bridge!, containerMac: "-", bridgeMac: "-" },
+      {
+        bridge: "br0",
+        tap: "tap0",
+        containerInterface: "eth0",
+        address: "172.18.0.2",
+        prefixLength: 16,
+        gateway: "172.18.0.1",
+        originalMac: "02:42:ac:12:00:02",
+        containerMac: "-",
+        bridgeMac: "-",
+        mtu: 1450,
+        routes: [
+          { destination: "10.88.0.0/16", gateway: "172.18.0.254", device: "eth0" },
+          { destination: "default", gateway: "172.18.0.1", device: "eth0" },
+        ],
+      },
+    );
+  });
+
+  it("gives the guest a static network-config matched by MAC: address, routes, DNS, MTU", () => {
+    assert.deepEqual(roundTrip(plan.networkConfig), {
+      version: 2,
+      ethernets: {
+        primary: {
+          match: { macaddress: "02:42:ac:12:00:02" },
+          dhcp4: false,
+          dhcp6: false,
+          addresses: ["172.18.0.2/16"],
+          routes: [
+            { to: "0.0.0.0/0", via: "172.18.0.1" },
+            { to: "10.88.0.0/16", via: "172.18.0.254" },
+          ],
+          nameservers: { addresses: ["192.168.65.7"], search: ["corp.example"] },
+          mtu: 1450,
+        },
+      },
+    });
+  });
+
+  it("warns about resolvers left out, and never about PORTS (the config layer does)", () => {
+    assert.deepEqual(plan.warnings, ["DNS servers the bridged VM cannot reach are left out: 127.0.0.53"]);
+  });
+
+  it("warns about networks on other interfaces, IPv6, and a missing gateway", () => {
+    const { gateway: _, ...noGateway } = facts;
+    const odd: ContainerNetwork = {
+      ...noGateway,
+      routes: [...facts.routes, { destination: "172.20.0.0/16", device: "eth1", scope: "link", protocol: "kernel" }],
+      ipv6: ["fd00::5/64"],
+    };
+    const result = planNetwork({ network: "BRIDGE", ports: [] }, odd);
+    const text = result.warnings.join("\n");
+    assert.match(text, /through eth1 stay with the container/);
+    assert.match(text, /IPv6 address fd00::5\/64/);
+    assert.match(text, /no default route/);
+    assert.deepEqual(result.networkConfig.ethernets.primary!.routes, [{ to: "10.88.0.0/16", via: "172.18.0.254" }]);
+  });
+
+  it("refuses an interface without an IPv4 address", () => {
+    const { ipv4: _, ...noAddress } = facts;
+    assert.throws(
+      () => planNetwork({ network: "BRIDGE", ports: [] }, noAddress),
+      (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Host && /no IPv4 address/.test(error.message),
+    );
+  });
+});
+
+describe("bridgeNameservers", () => {
+  it("keeps a real resolver from the default bridge", () => {
+    assert.deepEqual(bridgeNameservers({ nameservers: ["10.255.255.53"], search: [], upstream: [] }), { addresses: ["10.255.255.53"], warnings: [] });
+  });
+
+  it("replaces Docker's embedded DNS by the upstream servers Docker recorded", () => {
+    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: [], upstream: ["10.9.9.9", "8.8.8.8"] });
+    assert.deepEqual(result, { addresses: ["10.9.9.9", "8.8.8.8"], warnings: [] });
+  });
+
+  it("warns when only loopback resolvers remain (Docker 20.10 user-defined network)", () => {
+    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: ["x.example"], upstream: [] });
+    assert.deepEqual(result.addresses, []);
+    assert.match(result.warnings[0]!, /the VM gets no DNS server: .*127\.0\.0\.11/);
+  });
+
+  it("drops host-loopback and IPv6 upstreams", () => {
+    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: [], upstream: ["127.0.0.53", "fdb6::1", "10.1.1.1"] });
+    assert.deepEqual(result.addresses, ["10.1.1.1"]);
+    assert.match(result.warnings[0]!, /127\.0\.0\.53, fdb6::1/);
+  });
+});
+
+describe("derivedMac", () => {
+  it("is deterministic, unicast, locally administered and avoids the addresses given", () => {
+    const mac = derivedMac("02:42:ac:12:00:02", "container");
+    assert.equal(derivedMac("02:42:ac:12:00:02", "container"), mac);
+    assert.ok(isLocalUnicast(mac));
+    assert.notEqual(derivedMac("02:42:ac:12:00:02", "container", [mac]), mac);
+  });
+});
