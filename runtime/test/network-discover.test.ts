@@ -57,7 +57,7 @@ describe("parseIpAddr", () => {
     assert.equal(eth0.mac, "02:42:ac:12:00:02");
     assert.equal(eth0.mtu, 1500);
     assert.equal(eth0.linkType, "ether");
-    assert.deepEqual(eth0.ipv4, [{ address: "172.18.0.2", prefixLength: 16 }]);
+    assert.deepEqual(eth0.ipv4, [{ address: "172.18.0.2", prefixLength: 16, broadcast: "172.18.255.255" }]);
     assert.deepEqual(eth0.ipv6, []);
   });
 
@@ -65,7 +65,7 @@ describe("parseIpAddr", () => {
     const links = parseIpAddr(HOST_ADDR);
     const eth0 = links.find((l) => l.name === "eth0")!;
     assert.equal(eth0.mtu, 1400);
-    assert.deepEqual(eth0.ipv4, [{ address: "192.0.2.2", prefixLength: 24 }]);
+    assert.deepEqual(eth0.ipv4, [{ address: "192.0.2.2", prefixLength: 24, broadcast: "192.0.2.255" }]);
     assert.deepEqual(eth0.ipv6, ["fd00::2/64"]);
     const veth = links.find((l) => l.name.startsWith("veth"))!;
     assert.equal(veth.master, "docker0");
@@ -174,7 +174,7 @@ describe("summarizeNetwork", () => {
       interface: "eth0",
       mac: "02:42:ac:12:00:02",
       mtu: 1500,
-      ipv4: { address: "172.18.0.2", prefixLength: 16 },
+      ipv4: { address: "172.18.0.2", prefixLength: 16, broadcast: "172.18.255.255" },
       gateway: "172.18.0.1",
       routes: [{ destination: "172.18.0.0/16", device: "eth0", scope: "link", protocol: "kernel" }],
       dns,

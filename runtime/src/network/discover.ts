@@ -35,6 +35,8 @@ export interface LinkInfo {
 export interface Ipv4Address {
   address: string;
   prefixLength: number;
+  /** As configured (Docker sets one); restored as it was. */
+  broadcast?: string;
 }
 
 /** One IPv4 route from `ip -j route show`. */
@@ -85,6 +87,7 @@ interface RawAddrInfo {
   family?: string;
   local?: string;
   prefixlen?: number;
+  broadcast?: string;
   scope?: string;
   secondary?: boolean;
 }
@@ -138,7 +141,7 @@ export function parseIpAddr(json: string): LinkInfo[] {
       ipv4: info
         .filter((a) => a.family === "inet" && a.local !== undefined && a.prefixlen !== undefined)
         .sort((a, b) => Number(a.secondary ?? false) - Number(b.secondary ?? false))
-        .map((a) => ({ address: a.local!, prefixLength: a.prefixlen! })),
+        .map((a) => ({ address: a.local!, prefixLength: a.prefixlen!, ...(a.broadcast !== undefined && { broadcast: a.broadcast }) })),
       ipv6: info.filter((a) => a.family === "inet6" && a.scope === "global" && a.local).map((a) => `${a.local}/${a.prefixlen}`),
     };
   });

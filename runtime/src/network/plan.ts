@@ -26,6 +26,8 @@ export interface BridgePlan {
   /** The IPv4 address moved from the container interface to the guest. */
   address: string;
   prefixLength: number;
+  /** The address's broadcast as it was, for undo. */
+  broadcast?: string;
   gateway?: string;
   /** The container interface's MAC before setup; the guest NIC gets it. */
   originalMac: string;
@@ -187,6 +189,7 @@ function planBridge(facts: ContainerNetwork): NetworkPlan {
     containerInterface: facts.interface,
     address,
     prefixLength,
+    ...(facts.ipv4.broadcast !== undefined && { broadcast: facts.ipv4.broadcast }),
     ...(facts.gateway !== undefined && { gateway: facts.gateway }),
     originalMac,
     containerMac,
