@@ -5,7 +5,7 @@ import { parsePortSpecs } from "../src/config/index.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 import type { ContainerNetwork } from "../src/network/discover.js";
 import { derivedMac, normalizeMac } from "../src/network/mac.js";
-import { bridgeNameservers, planNetwork } from "../src/network/plan.js";
+import { bridgeNameservers, networkConfigText, planNetwork } from "../src/network/plan.js";
 
 /** A container on a user-defined Docker network, as discovered (Docker 25+ resolv.conf). */
 const facts: ContainerNetwork = {
@@ -195,6 +195,17 @@ describe("bridgeNameservers", () => {
     const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: [], upstream: ["127.0.0.53", "fdb6::1", "10.1.1.1"] });
     assert.deepEqual(result.addresses, ["10.1.1.1"]);
     assert.match(result.warnings[0]!, /127\.0\.0\.53, fdb6::1/);
+  });
+});
+
+describe("networkConfigText", () => {
+  it("keeps an all-digit MAC a string for cloud-init's YAML 1.1 parser", () => {
+    const config = planNetwork({ network: "NAT", ports: [] }, facts).networkConfig;
+    // The hazard: plain YAML output, read as YAML 1.1, turns 52:54:00:12:34:56 into a base-60 number.
+    assert.equal(typeof (parse(stringify(config), { version: "1.1" }) as any).ethernets.primary.match.macaddress, "number");
+    const text = networkConfigText(config);
+    assert.deepEqual(parse(text, { version: "1.1" }), config);
+    assert.deepEqual(parse(text), config);
   });
 });
 

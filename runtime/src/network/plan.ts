@@ -266,3 +266,12 @@ function networkOf(address: string, prefixLength: number): string {
   const network = (value & mask) >>> 0;
   return [24, 16, 8, 0].map((shift) => (network >>> shift) & 255).join(".");
 }
+
+/**
+ * The network-config file's text. JSON, which YAML reads as-is: cloud-init's
+ * YAML 1.1 parser would read an unquoted all-digit MAC such as
+ * 52:54:00:12:34:56 as a base-60 integer, and every string here is quoted.
+ */
+export function networkConfigText(config: NetworkConfig): string {
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
