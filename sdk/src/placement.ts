@@ -1,0 +1,66 @@
+/**
+ * Where the machines of a group go, as a pure function the component and the
+ * conformance tests share.
+ *
+ * Rule: machine i (in the order of `machines`, or 0..count-1) goes to host
+ * i mod N (round robin over `hosts`), unless it pins a host by name or index.
+ * A field set on a machine replaces the template's field as a whole (lists
+ * such as `ports` or `labels` are not merged).
+ */
+import type { DevMachineGroupArgs, DockerHostArgs, MachineOverrideArgs, MachineSettingsArgs } from "./args.js";
+
+export interface PlacedMachine {
+  /** The machine's name inside the group (`web`, or `0`, `1`, ... with `count`). */
+  name: string;
+  /** Resource and container name: `<group>-<name>`. */
+  fullName: string;
+  hostIndex: number;
+  hostName: string;
+  /** Template merged with the machine's overrides. */
+  settings: MachineSettingsArgs;
+}
+
+/** The host names of a group: `hosts[i].name`, or `host<i>`; one `local` host without `hosts`. */
+export function hostNames(hosts: DockerHostArgs[] | undefined, providerCount = 0): string[] {
+  if (hosts?.length) return hosts.map((host, index) => host.name ?? `host${index}`);
+  if (providerCount > 0) return Array.from({ length: providerCount }, (_, index) => `host${index}`);
+  return ["local"];
+}
+
+export function placeMachines(group: string, args: DevMachineGroupArgs, hosts: string[]): PlacedMachine[] {
+  if (hosts.length === 0) throw new Error(`DevMachineGroup "${group}": no Docker hosts to place machines on`);
+  const count = args.count ?? 1;
+  if (args.machines === undefined && (!Number.isInteger(count) || count < 0)) {
+    throw new Error(`DevMachineGroup "${group}": count must be a whole number, at least 0 (is ${count})`);
+  }
+  const machines: MachineOverrideArgs[] = args.machines ?? Array.from({ length: count }, (_, index) => ({ name: String(index) }));
+  const seen = new Set<string>();
+  return machines.map((machine, index) => {
+    const { name, host, ...overrides } = machine;
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
+      throw new Error(`DevMachineGroup "${group}": machine name "${name}" must start with a letter or digit and hold only letters, digits, _ . -`);
+    }
+    if (seen.has(name)) throw new Error(`DevMachineGroup "${group}": machine name "${name}" is used twice`);
+    seen.add(name);
+    let hostIndex = index % hosts.length;
+    if (host !== undefined) {
+      hostIndex = hosts.indexOf(host);
+      if (hostIndex < 0 && /^\d+$/.test(host) && Number(host) < hosts.length) hostIndex = Number(host);
+      if (hostIndex < 0) {
+        throw new Error(`DevMachineGroup "${group}": machine "${name}" pins host "${host}", which is not one of ${hosts.join(", ")}`);
+      }
+    }
+    const settings: MachineSettingsArgs = { ...args.template };
+    for (const [key, value] of Object.entries(overrides)) {
+      if (value !== undefined) (settings as Record<string, unknown>)[key] = value;
+    }
+    return { name, fullName: `${group}-${name}`, hostIndex, hostName: hosts[hostIndex]!, settings };
+  });
+}
+
+/** The address users reach a Docker host at: the host of an ssh:// or tcp:// URL, 127.0.0.1 for local sockets. */
+export function sshHostOf(host: DockerHostArgs): string {
+  if (host.sshHost) return host.sshHost;
+  const match = /^(?:ssh|tcp|http|https):\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/.exec(host.host);
+  return match ? match[1]!.replace(/^\[|\]$/g, "") : "127.0.0.1";
+}

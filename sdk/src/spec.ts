@@ -1,0 +1,320 @@
+/**
+ * The one plain description of a DevMachine container. `containerSpec` is pure:
+ * settings in, description out, validated with the runtime's own rules. The
+ * Pulumi component turns the description into `docker.Container` arguments
+ * (container.ts), and `runContainerSpec` (run.ts) runs the very same object
+ * with the Docker CLI, which is how the conformance tests prove it boots.
+ */
+import { formatIssues, parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
+import type * as pulumi from "@pulumi/pulumi";
+import type { DevMachineArgs, NetworkMode, Protocol, RestartPolicy } from "./args.js";
+
+/** The settings of one machine with every `Input` resolved. */
+export type MachineSettings = pulumi.Unwrap<DevMachineArgs>;
+
+export const DEFAULT_IMAGE = "devmachines/debian:13";
+/** Where the image keeps the VM's disks; the volume is mounted here (DISKS_DIR default). */
+export const DISKS_DIR = "/var/lib/devmachines";
+/** Where the component uploads secrets; the launcher reads them through *_FILE variables. */
+export const SECRETS_DIR = "/run/secrets/devmachines";
+/** The launcher reads extra user data from here when USER_DATA is not set. */
+export const USER_DATA_PATH = "/etc/devmachines/user-data";
+export const LABEL_PREFIX = "dev.devmachines";
+export const DEFAULTS = {
+  cpu: 2,
+  memory: "2G",
+  storage: "20G",
+  user: "dev",
+  network: "NAT" as NetworkMode,
+  restart: "unless-stopped" as RestartPolicy,
+  graceSeconds: 60,
+  /** Docker's stop timeout beyond the guest's grace period: the launcher needs a moment after the kill. */
+  stopMarginSeconds: 30,
+  readyTimeoutSeconds: 600,
+  sshHost: "127.0.0.1",
+} as const;
+
+/** A file placed into the container before it starts. */
+export interface SpecFile {
+  /** Absolute path inside the container. */
+  path: string;
+  content: string;
+  /** Octal permission bits, e.g. "0600". */
+  mode: string;
+  /** Contains a secret: Pulumi keeps it secret, the CLI run writes it to a private temp dir only. */
+  secret: boolean;
+}
+
+/** A container port published on the Docker host. */
+export interface PublishedPort {
+  containerPort: number;
+  /** Undefined: Docker picks a free port. */
+  hostPort?: number;
+  /** Undefined: every address. */
+  hostIp?: string;
+  protocol: Protocol;
+}
+
+export interface SpecVolume {
+  /** Docker volume name. */
+  name: string;
+  containerPath: string;
+  /** Leave the volume in place when the machine is destroyed. */
+  keep: boolean;
+  labels: Record<string, string>;
+}
+
+export interface SpecNetwork {
+  name: string;
+  aliases: string[];
+}
+
+export interface SpecHealthcheck {
+  /** Docker's test form: ["CMD-SHELL", command] works both through the Engine API and `docker create --health-cmd`. */
+  test: ["CMD-SHELL", string];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  startPeriodSeconds: number;
+  retries: number;
+}
+
+/** One DevMachine container, as plain data. */
+export interface ContainerSpec {
+  /** Container name (unique per Docker host). */
+  name: string;
+  image: string;
+  hostname: string;
+  env: Record<string, string>;
+  /** Environment holds a secret (plaintext passwords inside USERS); Pulumi then marks it secret. */
+  envSecret: boolean;
+  files: SpecFile[];
+  devices: string[];
+  capAdd: string[];
+  ports: PublishedPort[];
+  volumes: SpecVolume[];
+  labels: Record<string, string>;
+  healthcheck: SpecHealthcheck;
+  stopSignal: "SIGTERM";
+  stopTimeoutSeconds: number;
+  restart: RestartPolicy;
+  networks: SpecNetwork[];
+  /** How long to wait for `healthy`. */
+  readyTimeoutSeconds: number;
+  /** What users need to log in; not part of the container, used for outputs. */
+  access: MachineAccess;
+}
+
+/** How to reach the machine over SSH. */
+export interface MachineAccess {
+  user: string;
+  network: NetworkMode;
+  /** Docker host address for NAT; undefined in BRIDGE mode (the container's IP is only known once it runs). */
+  sshHost?: string;
+  /** Published host port, or 22 in BRIDGE mode; undefined when Docker picks it. */
+  sshPort?: number;
+}
+
+/** Where a group or the caller wants extra context in the description. */
+export interface SpecContext {
+  /** Group name, recorded in a label. */
+  group?: string;
+  /** Host name within the group's hosts, recorded in a label. */
+  hostName?: string;
+}
+
+/** The runtime refused the settings; `issues` name the container variable, the message says which argument. */
+export class DevMachineConfigError extends Error {
+  constructor(
+    readonly machine: string,
+    readonly issues: ConfigIssue[],
+  ) {
+    super(`DevMachine "${machine}" has an invalid configuration:\n${issues.map(describeIssue).join("\n")}`);
+    this.name = "DevMachineConfigError";
+  }
+}
+
+/** The component argument behind each container variable the runtime reports. */
+const ARGUMENT_OF: Record<string, string> = {
+  CPU: "cpu",
+  MEMORY: "memory",
+  STORAGE: "storage",
+  USER: "user",
+  PASSWORD: "password",
+  PASSWORD_FILE: "password",
+  PASSWORD_HASH: "passwordHash",
+  SSH_KEYS: "sshKeys",
+  SSH_KEYS_FILE: "sshKeys",
+  USERS: "users",
+  NETWORK: "network",
+  PORTS: "ports",
+  VNC: "vnc",
+  ACCEL: "accel",
+  USER_DATA: "userData",
+  USER_DATA_FILE: "userData",
+  HOSTNAME: "hostname",
+  GRACE_SECONDS: "graceSeconds",
+};
+
+/** `  memory: MEMORY="12" must be at least 128 MiB (is 12 B)`: the argument, then the runtime's own line. */
+function describeIssue(issue: ConfigIssue): string {
+  const argument = ARGUMENT_OF[issue.variable.split(/[.[]/)[0]!];
+  return `  ${argument ? `${argument}: ` : ""}${formatIssues([issue]).trim()}`;
+}
+
+/**
+ * Builds the container description of one machine, or throws
+ * `DevMachineConfigError` with the messages the container itself would print.
+ */
+export function containerSpec(name: string, settings: MachineSettings, context: SpecContext = {}): ContainerSpec {
+  const containerName = settings.containerName ?? name;
+  const network = settings.network ?? DEFAULTS.network;
+  const issues: ConfigIssue[] = [];
+
+  const env: Record<string, string> = {
+    CPU: String(settings.cpu ?? DEFAULTS.cpu),
+    MEMORY: settings.memory ?? DEFAULTS.memory,
+    STORAGE: settings.storage ?? DEFAULTS.storage,
+    NETWORK: network,
+    ACCEL: settings.accel ?? "auto",
+    HOSTNAME: settings.hostname ?? defaultHostname(containerName),
+    GRACE_SECONDS: String(settings.graceSeconds ?? DEFAULTS.graceSeconds),
+  };
+  const files: SpecFile[] = [];
+
+  const users = settings.users ?? [];
+  const user = settings.user ?? (users.length === 0 ? DEFAULTS.user : undefined);
+  if (user !== undefined) {
+    env.USER = user;
+    if (settings.password !== undefined) {
+      env.PASSWORD_FILE = `${SECRETS_DIR}/password`;
+      files.push({ path: env.PASSWORD_FILE, content: settings.password, mode: "0400", secret: true });
+    }
+    if (settings.passwordHash !== undefined) env.PASSWORD_HASH = settings.passwordHash;
+    if (settings.sshKeys?.length) {
+      if (settings.sshKeys.some((key) => key.includes(","))) {
+        issues.push({ variable: "SSH_KEYS", message: "a key contains a comma, which the comma-separated SSH_KEYS cannot carry" });
+      }
+      env.SSH_KEYS = settings.sshKeys.map((key) => key.trim()).join(",");
+    }
+  } else if (settings.password !== undefined || settings.passwordHash !== undefined || settings.sshKeys?.length) {
+    issues.push({ variable: "USER", message: "is required when password, passwordHash or sshKeys is set: they belong to that user" });
+  }
+  let envSecret = false;
+  if (users.length > 0) {
+    env.USERS = JSON.stringify(users);
+    envSecret = users.some((entry) => entry.password !== undefined);
+  }
+
+  const forwards: string[] = [];
+  const ports: PublishedPort[] = [];
+  const sshHostIp = settings.sshHostIp;
+  if (network === "NAT") {
+    ports.push({ containerPort: 22, protocol: "tcp", ...(settings.sshPort !== undefined && { hostPort: settings.sshPort }), ...(sshHostIp && { hostIp: sshHostIp }) });
+    for (const port of settings.ports ?? []) {
+      const protocol = port.protocol ?? "tcp";
+      // Container port = guest port: the launcher forwards it into the guest, Docker publishes it.
+      forwards.push(`${port.guestPort}:${port.guestPort}/${protocol}`);
+      const hostIp = port.hostIp ?? sshHostIp;
+      ports.push({
+        containerPort: port.guestPort,
+        protocol,
+        ...(port.hostPort !== undefined && { hostPort: port.hostPort }),
+        ...(hostIp && { hostIp }),
+      });
+    }
+  } else if (settings.ports?.length || settings.sshPort !== undefined) {
+    issues.push({ variable: "PORTS", message: "has no effect with NETWORK=BRIDGE: the VM owns the container's address, so reach its ports there (drop ports and sshPort)" });
+  }
+  if (forwards.length > 0) env.PORTS = forwards.join(",");
+  if (settings.vnc !== undefined) env.VNC = settings.vnc;
+  if (settings.userData !== undefined) {
+    files.push({ path: USER_DATA_PATH, content: settings.userData, mode: "0444", secret: false });
+  }
+
+  // The runtime's own parser is the judge: same rules, same messages as the container.
+  const fileContent = new Map(files.map((file) => [file.path, file.content]));
+  const parsed = parseConfig(env, (path) => fileContent.get(path));
+  if (!parsed.ok) issues.push(...parsed.issues);
+  for (const [field, value] of [
+    ["graceSeconds", settings.graceSeconds],
+    ["readyTimeoutSeconds", settings.readyTimeoutSeconds],
+    ["sshPort", settings.sshPort],
+  ] as const) {
+    if (value !== undefined && (!Number.isInteger(value) || value < (field === "graceSeconds" ? 0 : 1) || (field === "sshPort" && value > 65535))) {
+      issues.push({ variable: field, value: String(value), message: field === "sshPort" ? "must be a port number 1-65535" : "must be a whole number of seconds" });
+    }
+  }
+  if (issues.length > 0) throw new DevMachineConfigError(name, issues);
+
+  const labels: Record<string, string> = {};
+  for (const { label, value } of settings.labels ?? []) labels[label] = value;
+  Object.assign(labels, {
+    [`${LABEL_PREFIX}.machine`]: name,
+    [`${LABEL_PREFIX}.network`]: network,
+    [`${LABEL_PREFIX}.user`]: user ?? users[0]?.name ?? "",
+    ...(context.group !== undefined && { [`${LABEL_PREFIX}.group`]: context.group }),
+    ...(context.hostName !== undefined && { [`${LABEL_PREFIX}.host`]: context.hostName }),
+  });
+
+  const volumes: SpecVolume[] =
+    settings.persistent === false
+      ? []
+      : [{ name: `${containerName}-disk`, containerPath: DISKS_DIR, keep: settings.keepDisk ?? false, labels: { [`${LABEL_PREFIX}.machine`]: name } }];
+  const graceSeconds = settings.graceSeconds ?? DEFAULTS.graceSeconds;
+
+  return {
+    name: containerName,
+    image: settings.image ?? DEFAULT_IMAGE,
+    hostname: env.HOSTNAME!,
+    env,
+    envSecret,
+    files,
+    // /dev/kvm for speed (the launcher falls back to TCG when it does not work), /dev/net/tun for BRIDGE's TAP.
+    devices: ["/dev/kvm", "/dev/net/tun"],
+    // NET_ADMIN and nothing broader: enough for the bridge, the TAP and the address move.
+    capAdd: ["NET_ADMIN"],
+    ports,
+    volumes,
+    labels,
+    healthcheck: {
+      test: ["CMD-SHELL", "node /opt/devmachines/runtime/dist/main.js --health"],
+      intervalSeconds: 5,
+      timeoutSeconds: 5,
+      // Without KVM a guest needs minutes; failures in this window do not count.
+      startPeriodSeconds: 600,
+      retries: 3,
+    },
+    stopSignal: "SIGTERM",
+    stopTimeoutSeconds: graceSeconds + DEFAULTS.stopMarginSeconds,
+    restart: settings.restart ?? DEFAULTS.restart,
+    networks: settings.dockerNetwork ? [{ name: settings.dockerNetwork, aliases: [name, env.HOSTNAME!].filter(unique) }] : [],
+    readyTimeoutSeconds: settings.readyTimeoutSeconds ?? DEFAULTS.readyTimeoutSeconds,
+    access: {
+      user: user ?? users[0]!.name,
+      network,
+      ...(network === "NAT" && { sshHost: settings.sshHost ?? DEFAULTS.sshHost }),
+      ...(network === "NAT" ? settings.sshPort !== undefined && { sshPort: settings.sshPort } : { sshPort: 22 }),
+    },
+  };
+}
+
+function unique(value: string, index: number, all: string[]): boolean {
+  return all.indexOf(value) === index;
+}
+
+/** A host name from a container name: RFC 1123 labels (underscores become hyphens). */
+export function defaultHostname(name: string): string {
+  const cleaned = name
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, "-")
+    .replace(/^[-.]+|[-.]+$/g, "")
+    .slice(0, 63);
+  return cleaned || "devmachine";
+}
+
+/** The environment as Docker wants it: `NAME=value` lines, in a stable order. */
+export function envList(env: Record<string, string>): string[] {
+  return Object.keys(env)
+    .sort()
+    .map((key) => `${key}=${env[key]}`);
+}
