@@ -1,0 +1,96 @@
+# DevMachines runtime image: QEMU + the TypeScript launcher.  Tag: devmachines/runtime:latest
+#
+# Build:   npm run images -- --only runtime     (or: docker build -t devmachines/runtime:latest .)
+# Offline: `FROM debian:trixie-slim` must exist locally; images/base/bootstrap.sh provides it.
+# Works with the classic builder and with BuildKit: no `# syntax=` line, no BuildKit-only syntax.
+#
+# Paths inside the image:
+#   /opt/devmachines/runtime/dist/main.js   the launcher (ENTRYPOINT)
+#   /opt/devmachines/runtime/templates/     cloud-init mustache templates (found relative to dist/)
+#   /opt/devmachines/node_modules/          production dependencies only
+#   /images/base.qcow2                      read-only guest base disk (BASE_IMAGE default); machine
+#                                           images such as devmachines/debian:13 put it there
+#   /var/lib/devmachines                    disks folder (DISKS_DIR default): the copy-on-write
+#                                           overlay and seed ISO live here; a VOLUME so they persist
+
+# ---- build stage: compile the launcher, resolve production dependencies -------------------
+FROM debian:trixie-slim AS build
+# npm comes through corepack (shipped with Debian's nodejs) rather than Debian's npm package,
+# which drags in ~400 node-* packages (babel, webpack, jest) and takes minutes to install.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# Behind a TLS-intercepting proxy, pass its CA certificates (PEM text) so npm can reach the
+# registry: --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)".
+# Only this build stage trusts them; the final image never sees this argument.
+ARG EXTRA_CA_CERTS=""
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt \
+      && update-ca-certificates; \
+    fi
+ARG NPM_VERSION=10.9.4
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    COREPACK_ENABLE_DOWNLOAD_PROMPT=0 \
+    npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
+RUN corepack npm@${NPM_VERSION} --version
+WORKDIR /src
+# Manifests first so dependency layers stay cached while the sources change. npm ci checks
+# the whole workspace lock, so every workspace's package.json must be present.
+COPY package.json package-lock.json tsconfig.base.json ./
+COPY runtime/package.json runtime/
+COPY provider/package.json provider/
+COPY sdk/package.json sdk/
+# Production tree for the final stage: the runtime's dependencies only (not provider/sdk).
+RUN mkdir /prod \
+ && cp -r package.json package-lock.json runtime provider sdk /prod/ \
+ && cd /prod \
+ && corepack npm@${NPM_VERSION} ci --omit=dev --workspace=@devmachines/runtime --ignore-scripts \
+ && rm -rf node_modules/@devmachines node_modules/.package-lock.json
+# Build tree: the runtime's dependencies plus the root's devDependencies (typescript, @types/node).
+RUN corepack npm@${NPM_VERSION} ci --workspace=@devmachines/runtime --include-workspace-root --ignore-scripts
+COPY runtime/tsconfig.json runtime/
+COPY runtime/src runtime/src
+RUN ./node_modules/.bin/tsc -b runtime \
+ && rm -f runtime/dist/*.tsbuildinfo \
+ && test -f runtime/dist/main.js
+
+# ---- final stage: only what runs ------------------------------------------------------------
+FROM debian:trixie-slim
+# --no-install-recommends keeps qemu-system-x86 headless: no qemu-system-gui (GTK/SDL), spice,
+# opengl or block-extra modules. VNC is built into QEMU itself. seabios and ipxe-qemu are hard
+# dependencies (BIOS boot, NIC option ROMs). genisoimage writes the cloud-init NoCloud seed ISO.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      qemu-system-x86 qemu-utils genisoimage iproute2 ca-certificates nodejs \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/devmachines /images
+
+COPY --from=build /prod/node_modules /opt/devmachines/node_modules
+COPY --from=build /src/runtime/package.json /opt/devmachines/runtime/package.json
+COPY runtime/templates /opt/devmachines/runtime/templates
+COPY --from=build /src/runtime/dist /opt/devmachines/runtime/dist
+
+ENV NODE_ENV=production
+LABEL org.opencontainers.image.title="DevMachines runtime" \
+      org.opencontainers.image.description="QEMU virtual machine launcher: env -> cloud-init seed -> QEMU, supervised" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="debian:trixie-slim"
+
+# Defaults the launcher uses (not set here, so the launcher stays the one source of truth):
+#   DISKS_DIR=/var/lib/devmachines   BASE_IMAGE=/images/base.qcow2
+VOLUME /var/lib/devmachines
+# SSH into the guest (NAT mode forwards container port 22 to the guest).
+EXPOSE 22
+
+# SIGTERM makes the launcher ask the guest to power off (ACPI over QMP) and wait GRACE_SECONDS
+# (default 60) before killing QEMU. Docker kills the container after its own stop timeout
+# (default 10 s!), so it must exceed GRACE_SECONDS: `docker run --stop-timeout 90`,
+# `docker stop -t 90`, or compose `stop_grace_period: 90s`.
+STOPSIGNAL SIGTERM
+
+# `--health` exits 0 once the guest is ready. A guest under TCG (no KVM) needs 1-2 minutes to
+# boot, hence the long start period (failures during it do not count).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
+  CMD ["node", "/opt/devmachines/runtime/dist/main.js", "--health"]
+
+ENTRYPOINT ["node", "/opt/devmachines/runtime/dist/main.js"]
