@@ -1,8 +1,7 @@
 /** The QEMU command line, assembled from the other plans. Pure. */
 import type { LauncherConfig } from "../config/schema.js";
 import { MiB } from "../config/units.js";
-
-export type Accel = "kvm" | "tcg";
+import { accelArgs, type Accel } from "../supervise/accel.js";
 
 /** Files of one run of the launcher (not persistent: a tmpfs or the container's layer). */
 export interface RunPaths {
@@ -39,7 +38,7 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
   return [
     "-name", `guest=${config.hostname.replace(/,/g, ",,")}`,
     "-machine", "q35",
-    "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi",
+    ...accelArgs(accel),
     // "host" passes the real CPU through under KVM; TCG emulates the richest model it can.
     "-cpu", accel === "kvm" ? "host" : "max",
     "-smp", String(config.cpu),

@@ -1,0 +1,88 @@
+/**
+ * Readiness: a DevMachine is ready when cloud-init has finished (its final
+ * message, carrying READY_MARKER, appears on the serial console) and the
+ * guest's SSH server answers. The launcher records the phase in a state file;
+ * `--health` (the image's HEALTHCHECK) reads it and, where the launcher can
+ * reach the guest (NAT), checks the SSH banner again so a dead sshd turns the
+ * container unhealthy.
+ */
+import { connect } from "node:net";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { READY_MARKER } from "../plan/cloudInit.js";
+
+export type Phase = "starting" | "booting" | "ready" | "stopping" | "stopped";
+
+export interface LauncherState {
+  phase: Phase;
+  /** Where the guest's SSH answers from inside the container, when it can be reached from there (NAT). */
+  ssh?: { host: string; port: number };
+  accel?: string;
+  updatedAt: string;
+}
+
+export async function writeState(path: string, state: Omit<LauncherState, "updatedAt">): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  await writeFile(temp, `${JSON.stringify({ ...state, updatedAt: new Date().toISOString() })}\n`);
+  await rename(temp, path);
+}
+
+export function isReadyLine(line: string): boolean {
+  return line.includes(READY_MARKER);
+}
+
+/** Resolves to the banner (e.g. `SSH-2.0-OpenSSH_10.0`) or rejects after `timeoutMs`. */
+export function sshBanner(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let received = "";
+    const fail = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    socket.setTimeout(timeoutMs, () => fail(new Error(`no SSH banner from ${host}:${port} within ${timeoutMs} ms`)));
+    socket.on("error", fail);
+    socket.on("data", (chunk) => {
+      received += chunk.toString("latin1");
+      const line = received.split("\n")[0]!;
+      if (received.includes("\n")) {
+        socket.destroy();
+        if (line.startsWith("SSH-")) resolve(line.trim());
+        else reject(new Error(`${host}:${port} answered, but not with an SSH banner`));
+      }
+    });
+    socket.on("end", () => fail(new Error(`${host}:${port} closed the connection before an SSH banner`)));
+  });
+}
+
+/** Waits until the SSH banner answers, retrying; gives up after `deadlineMs`. */
+export async function waitForSsh(host: string, port: number, deadlineMs: number): Promise<string> {
+  const until = Date.now() + deadlineMs;
+  let lastError: unknown;
+  while (Date.now() < until) {
+    try {
+      return await sshBanner(host, port, 5000);
+    } catch (error) {
+      lastError = error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+  throw lastError instanceof Error ? lastError : new Error(`SSH did not answer at ${host}:${port}`);
+}
+
+/** The `--health` check: exit code 0 when ready, 1 otherwise, with one line saying why. */
+export async function checkHealth(statePath: string): Promise<{ healthy: boolean; message: string }> {
+  let state: LauncherState;
+  try {
+    state = JSON.parse(await readFile(statePath, "utf8")) as LauncherState;
+  } catch {
+    return { healthy: false, message: "the launcher has not started the VM yet" };
+  }
+  if (state.phase !== "ready") return { healthy: false, message: `the VM is ${state.phase}` };
+  if (!state.ssh) return { healthy: true, message: "cloud-init finished" };
+  try {
+    const banner = await sshBanner(state.ssh.host, state.ssh.port, 3000);
+    return { healthy: true, message: `cloud-init finished; SSH answers (${banner})` };
+  } catch (error) {
+    return { healthy: false, message: `cloud-init finished, but SSH does not answer: ${(error as Error).message}` };
+  }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepares a Debian host (as root) for building and testing DevMachines:
+# installs the Debian packages the images and tests need, and starts dockerd
+# when no Docker Engine answers. Safe to run again: it skips what is done.
+set -euo pipefail
+
+PACKAGES=(
+  docker.io docker-compose          # the engine, and compose v1 for the compose example
+  qemu-system-x86 qemu-utils        # QEMU for the supervisor tests; qemu-img for disk tests
+  genisoimage                       # cloud-init seed ISOs in tests
+  iproute2 socat openssh-client     # network namespaces, sockets, SSH into guests
+  debootstrap                       # building the base image and the guest offline
+  fdisk grub-pc-bin grub2-common e2fsprogs dosfstools  # partitioning and booting the guest disk
+  ca-certificates
+)
+
+log() { printf '[host-setup] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "host-setup: run as root (sudo $0): it installs Debian packages and starts dockerd" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${missing[@]}"
+else
+  log "Debian packages already installed"
+fi
+
+if docker info >/dev/null 2>&1; then
+  log "Docker Engine is running"
+else
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for second in $(seq 1 60); do
+    if docker info >/dev/null 2>&1; then
+      log "Docker Engine answered after ${second}s"
+      break
+    fi
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { echo "host-setup: dockerd did not start; see /var/log/dockerd.log" >&2; tail -20 /var/log/dockerd.log >&2; exit 1; }
+fi
