@@ -1,10 +1,10 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs } from "./args.js";
-import { DevMachine } from "./devMachine.js";
+import { DevMachine, isPlain } from "./devMachine.js";
 import { ansibleInventory, sshConfig, type MachineInfo } from "./inventory.js";
 import { hostNames, placeMachines, sshHostOf } from "./placement.js";
-import { LABEL_PREFIX } from "./spec.js";
+import { containerSpec, LABEL_PREFIX, type MachineSettings } from "./spec.js";
 
 /** Resource options of a `DevMachineGroup`: Pulumi's, plus existing Docker providers (TypeScript only). */
 export interface DevMachineGroupOptions extends pulumi.ComponentResourceOptions {
@@ -68,6 +68,12 @@ export class DevMachineGroup extends pulumi.ComponentResource {
           ),
         );
       }
+    }
+
+    // Check every machine before creating anything: the network name is an output, which would
+    // otherwise postpone the check of plain settings until it resolves.
+    for (const machine of placed) {
+      if (isPlain(machine.settings)) containerSpec(machine.fullName, machine.settings as MachineSettings, { group: name, hostName: machine.hostName });
     }
 
     const machines: Record<string, DevMachine> = {};

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as docker from "@pulumi/docker";
+import { parse } from "yaml";
+import { KEY, resourcesOf, value } from "./mocks.js";
+import { DevMachineGroup, hostNames, placeMachines, sshHostOf } from "../src/index.js";
+
+const CONTAINER = "docker:index/container:Container";
+const NETWORK = "docker:index/network:Network";
+const env = (inputs: Record<string, any>) => Object.fromEntries((inputs.envs as string[]).map((line) => line.split(/=(.*)/s).slice(0, 2)));
+
+test("placement: round robin over the hosts, pinned machines stay where they are pinned, overrides replace template fields", () => {
+  const placed = placeMachines(
+    "lab",
+    {
+      template: { memory: "1G", sshKeys: [KEY], labels: [{ label: "tier", value: "any" }] },
+      machines: [{ name: "a" }, { name: "b", memory: "3G" }, { name: "c" }, { name: "d", host: "east" }, { name: "e", host: "0" }],
+    },
+    ["west", "east"],
+  );
+  assert.deepEqual(
+    placed.map((m) => [m.fullName, m.hostName]),
+    [["lab-a", "west"], ["lab-b", "east"], ["lab-c", "west"], ["lab-d", "east"], ["lab-e", "west"]],
+  );
+  assert.equal(placed[0]!.settings.memory, "1G");
+  assert.equal(placed[1]!.settings.memory, "3G");
+  assert.deepEqual(placed[1]!.settings.sshKeys, [KEY]);
+  assert.throws(() => placeMachines("lab", { machines: [{ name: "x", host: "north" }] }, ["west"]), /pins host "north", which is not one of west/);
+  assert.throws(() => placeMachines("lab", { machines: [{ name: "x" }, { name: "x" }] }, ["west"]), /used twice/);
+  assert.deepEqual(placeMachines("g", { count: 3 }, ["h"]).map((m) => m.fullName), ["g-0", "g-1", "g-2"]);
+  assert.deepEqual(hostNames([{ host: "unix:///a" }, { name: "b", host: "ssh://b" }]), ["host0", "b"]);
+  assert.equal(sshHostOf({ host: "ssh://ops@build-2.example.com" }), "build-2.example.com");
+  assert.equal(sshHostOf({ host: "tcp://10.0.0.5:2376" }), "10.0.0.5");
+  assert.equal(sshHostOf({ host: "unix:///var/run/docker.sock" }), "127.0.0.1");
+  assert.equal(sshHostOf({ host: "ssh://x", sshHost: "x.public" }), "x.public");
+});
+
+test("a group over two existing Docker providers: machines spread, one private network per host, per-machine overrides", async () => {
+  const west = new docker.Provider("west", { host: "unix:///run/west.sock" });
+  const east = new docker.Provider("east", { host: "unix:///run/east.sock" });
+  const lab = new DevMachineGroup(
+    "lab",
+    {
+      template: { cpu: 1, memory: "1G", sshKeys: [KEY] },
+      machines: [{ name: "web" }, { name: "db", memory: "3G", sshPort: 2201 }, { name: "cache", host: "host1" }],
+    },
+    { dockerProviders: [west, east] },
+  );
+  const machines = await value(lab.machines);
+  assert.deepEqual(Object.keys(machines), ["web", "db", "cache"]);
+  assert.deepEqual(
+    Object.values(machines).map((m) => [m.containerName, m.host]),
+    [["lab-web", "host0"], ["lab-db", "host1"], ["lab-cache", "host1"]],
+  );
+  assert.equal(machines.db!.sshPort, 2201);
+  assert.equal(machines.db!.sshCommand, "ssh -p 2201 dev@127.0.0.1");
+
+  const westUrn = await value(west.urn);
+  const eastUrn = await value(east.urn);
+  const containers = Object.fromEntries(resourcesOf(CONTAINER, "lab-").map((c) => [c.inputs.name, c]));
+  assert.ok(containers["lab-web"]!.provider?.startsWith(westUrn), "web runs on the west engine");
+  assert.ok(containers["lab-db"]!.provider?.startsWith(eastUrn), "db runs on the east engine");
+  assert.ok(containers["lab-cache"]!.provider?.startsWith(eastUrn), "cache is pinned to host1 (east)");
+  assert.equal(env(containers["lab-web"]!.inputs).MEMORY, "1G");
+  assert.equal(env(containers["lab-db"]!.inputs).MEMORY, "3G", "the override wins");
+  assert.equal(env(containers["lab-db"]!.inputs).CPU, "1", "the template fills the rest");
+
+  const networks = resourcesOf(NETWORK, "lab-net-");
+  assert.deepEqual(networks.map((n) => n.name).sort(), ["lab-net-host0", "lab-net-host1"]);
+  assert.ok(networks.every((n) => n.inputs.name === "lab"));
+  assert.ok(networks.find((n) => n.name === "lab-net-host0")!.provider?.startsWith(westUrn));
+  for (const container of Object.values(containers)) {
+    assert.equal(container.inputs.networksAdvanced[0].name, "lab");
+    const labels = Object.fromEntries(container.inputs.labels.map((l: any) => [l.label, l.value]));
+    assert.equal(labels["dev.devmachines.group"], "lab");
+  }
+
+  const sshConfig = await value(lab.sshConfig);
+  assert.match(sshConfig, /^Host lab-db\n  HostName 127\.0\.0\.1\n  Port 2201\n  User dev\n  StrictHostKeyChecking accept-new$/m);
+  const inventory = parse(await value(lab.ansibleInventory));
+  assert.deepEqual(inventory.all.children.lab.hosts["lab-db"], { ansible_host: "127.0.0.1", ansible_port: 2201, ansible_user: "dev" });
+  assert.deepEqual(Object.keys(inventory.all.children.lab.children.lab_host1.hosts), ["lab-db", "lab-cache"]);
+  assert.deepEqual(Object.keys(inventory.all.children.lab.children.lab_host0.hosts), ["lab-web"]);
+});
+
+test("a group over `hosts` creates one Docker provider per host and reaches each machine at its host's address", async () => {
+  const farm = new DevMachineGroup("farm", {
+    count: 2,
+    template: { sshKeys: [KEY] },
+    hosts: [
+      { name: "a", host: "ssh://ops@build-a", sshOpts: ["-o", "StrictHostKeyChecking=no"] },
+      { name: "b", host: "ssh://ops@build-b" },
+    ],
+    privateNetwork: false,
+  });
+  const machines = await value(farm.machines);
+  assert.equal(machines["0"]!.sshHost, "build-a");
+  assert.equal(machines["1"]!.sshHost, "build-b");
+  const providers = resourcesOf("pulumi:providers:docker", "farm-");
+  assert.deepEqual(
+    providers.map((p) => [p.name, p.inputs.host]).sort(),
+    [["farm-a", "ssh://ops@build-a"], ["farm-b", "ssh://ops@build-b"]],
+  );
+  assert.deepEqual(JSON.parse(providers.find((p) => p.name === "farm-a")!.inputs.sshOpts), ["-o", "StrictHostKeyChecking=no"]);
+  assert.equal(resourcesOf(NETWORK, "farm-").length, 0);
+  const [first] = resourcesOf(CONTAINER, "farm-0");
+  assert.deepEqual(first!.inputs.networksAdvanced, []);
+});
+
+test("a group validates every machine with the runtime's rules", () => {
+  assert.throws(
+    () => new DevMachineGroup("broken", { template: { sshKeys: [KEY] }, machines: [{ name: "ok" }, { name: "bad", memory: "64M" }] }),
+    /DevMachine "broken-bad" has an invalid configuration:\n  memory: MEMORY="64M" must be at least 128 MiB/,
+  );
+});

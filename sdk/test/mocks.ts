@@ -1,0 +1,46 @@
+/** Pulumi mocks that record every resource, and fill in what Docker would (ids, published ports, network data). */
+import * as pulumi from "@pulumi/pulumi";
+
+export interface Recorded {
+  type: string;
+  name: string;
+  inputs: Record<string, any>;
+  provider?: string;
+  urn: string;
+}
+
+export const recorded: Recorded[] = [];
+let nextPort = 32768;
+
+pulumi.runtime.setMocks(
+  {
+    newResource(args) {
+      recorded.push({ type: args.type, name: args.name, inputs: args.inputs, ...(args.provider && { provider: args.provider }), urn: args.urn });
+      const state: Record<string, any> = { ...args.inputs };
+      if (args.type === "docker:index/container:Container") {
+        // Docker picks a free host port when none is given.
+        state.ports = (args.inputs.ports ?? []).map((port: any) => ({ ...port, external: port.external ?? nextPort++ }));
+        state.networkDatas = [{ networkName: args.inputs.networksAdvanced?.[0]?.name ?? "bridge", ipAddress: `172.30.0.${recorded.length}` }];
+      }
+      return { id: `${args.name}-id`, state };
+    },
+    call(args) {
+      return args.inputs;
+    },
+  },
+  "devmachines",
+  "test",
+  false,
+);
+
+/** The value of an output (mocks resolve everything). */
+export function value<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply(resolve));
+}
+
+export function resourcesOf(type: string, namePrefix = ""): Recorded[] {
+  return recorded.filter((r) => r.type === type && r.name.startsWith(namePrefix));
+}
+
+/** A valid OpenSSH public key for tests. */
+export const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgu9sEgnjUjo1EI1Wh0tQDeWEY9RkRfCkKOdbVH0K4c test@devmachines";
