@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { parse } from "yaml";
+import { ED25519 } from "./fixtures/keys.js";
+
+// The launcher as a process: the same entrypoint the container runs.
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+const work = await mkdtemp(join(tmpdir(), "dm-main-"));
+after(() => rm(work, { recursive: true, force: true }));
+const basePath = join(work, "base.qcow2");
+await execa("qemu-img", ["create", "-q", "-f", "qcow2", basePath, "1G"]);
+
+function launcher(args: string[], env: Record<string, string>) {
+  // A clean environment: the shell's own USER or HOSTNAME must not leak into the test.
+  return execa("node", ["--import", "tsx", MAIN, ...args], {
+    env: { PATH: process.env.PATH!, DEVMACHINES_RUN_DIR: join(work, "run"), ...env },
+    extendEnv: false,
+    reject: false,
+  });
+}
+
+const goodEnv = (disksDir: string) => ({
+  CPU: "2", MEMORY: "1G", STORAGE: "10G", USER: "dev", SSH_KEYS: ED25519, HOSTNAME: "devbox",
+  PORTS: "8080:80,5353:53/udp", BASE_IMAGE: basePath, DISKS_DIR: disksDir, ACCEL: "tcg",
+});
+
+test("--dry-run prints the whole plan as one JSON object and changes nothing", async () => {
+  const disksDir = join(work, "dry");
+  const result = await launcher(["--dry-run"], goodEnv(disksDir));
+  assert.equal(result.exitCode, 0, result.stderr);
+  const plan = JSON.parse(result.stdout);
+  assert.equal(plan.qemu.binary, "qemu-system-x86_64");
+  assert.ok(plan.qemu.args.every((arg: unknown) => typeof arg === "string"));
+  const args = plan.qemu.args.join(" ");
+  assert.match(args, /-accel tcg,thread=multi/);
+  assert.match(args, /-smp 2 -m 1024M/);
+  assert.match(args, /hostfwd=tcp::22-:22,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53/);
+  assert.match(args, /-qmp unix:[^ ]*qmp.sock,server=on,wait=off/);
+  const userData = parse(plan.cloudInit.userData);
+  assert.equal(userData.hostname, "devbox");
+  assert.deepEqual(userData.users[0].ssh_authorized_keys, [ED25519]);
+  assert.equal(parse(plan.cloudInit.metaData)["local-hostname"], "devbox");
+  assert.equal(parse(plan.cloudInit.networkConfig).version, 2);
+  assert.equal(plan.disk.action, "create");
+  assert.equal(plan.disk.sizeBytes, 10 * 1024 ** 3);
+  assert.equal(plan.network.mode, "NAT");
+  await assert.rejects(readdir(disksDir), /ENOENT/, "the dry run created nothing");
+});
+
+test("a bad configuration exits 2, names every variable, and leaves the disks folder untouched", async () => {
+  const disksDir = join(work, "bad");
+  const result = await launcher([], { ...goodEnv(disksDir), CPU: "many", MEMORY: "12", PORTS: "http" });
+  assert.equal(result.exitCode, 2);
+  assert.match(result.stderr, /CPU="many" must be a whole number/);
+  assert.match(result.stderr, /MEMORY="12" must be at least 128 MiB/);
+  assert.match(result.stderr, /PORTS="http"/);
+  assert.match(result.stderr, /nothing was created or changed/);
+  await assert.rejects(readdir(disksDir), /ENOENT/);
+});
+
+test("host problems exit 3 with what to change in docker run", async () => {
+  const missingBase = await launcher([], { ...goodEnv(join(work, "host")), BASE_IMAGE: join(work, "nope.qcow2") });
+  assert.equal(missingBase.exitCode, 3);
+  assert.match(missingBase.stderr, /no base image at .*nope\.qcow2.*docker run -v/);
+  const unwritable = await launcher([], { ...goodEnv("/dev/null/disks") });
+  assert.equal(unwritable.exitCode, 3);
+  assert.match(unwritable.stderr, /DISKS_DIR \/dev\/null\/disks cannot be written.*docker run -v/);
+});
+
+test("--health is unhealthy before the launcher has booted anything", async () => {
+  const result = await launcher(["--health"], {});
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stdout, /has not started the VM yet/);
+});
+
+test("unknown flags are refused with the usage", async () => {
+  const result = await launcher(["--frobnicate"], {});
+  assert.equal(result.exitCode, 2);
+  assert.match(result.stderr, /Usage: devmachines-runtime/);
+});
