@@ -9,7 +9,12 @@
  *   - `-serial stdio -display none -monitor none`: QEMU's stdout is then exactly the
  *     guest's first serial port (the guest should use `console=ttyS0`); no `mon:stdio`,
  *     since the HMP multiplexer would eat the console and `Ctrl-A` sequences;
- *   - no `-daemonize`, and no `-no-shutdown` (a powered-off guest must end QEMU).
+ *   - no `-daemonize`, and no `-no-shutdown` (a powered-off guest must end QEMU);
+ *   - nothing KVM-only in `argsFor("tcg")` (e.g. `-cpu host`: use `-cpu max` under TCG).
+ *
+ * Known gap: a guest that merely hangs under a broken KVM (bookworm's 6.1 kernel spins
+ * silently in its decompressor on kvm_pvm) is not detected; only failures QEMU reports
+ * (stderr, run state internal-error, early exit) are.
  */
 import fs from "node:fs";
 import readline from "node:readline";
@@ -100,14 +105,15 @@ export class QemuSupervisor {
   readonly attempts: Attempt[] = [];
 
   constructor(options: SuperviseOptions) {
+    // `??`, not spread defaults: an explicit `undefined` must not erase a default
     this.opts = {
-      binary: "qemu-system-x86_64",
-      accel: "auto",
-      kvmWatchSeconds: 60,
-      readyMarker: "DEVMACHINES_READY",
-      serialOut: process.stdout,
-      logOut: process.stderr,
       ...options,
+      binary: options.binary ?? "qemu-system-x86_64",
+      accel: options.accel ?? "auto",
+      kvmWatchSeconds: options.kvmWatchSeconds ?? 60,
+      readyMarker: options.readyMarker ?? "DEVMACHINES_READY",
+      serialOut: options.serialOut ?? process.stdout,
+      logOut: options.logOut ?? process.stderr,
     };
     if (options.onSerialLine) this.lineListeners.add(options.onSerialLine);
     if (options.onReady) this.readyListeners.add(options.onReady);
@@ -250,7 +256,8 @@ export class QemuSupervisor {
     };
     const onKvmFailure = (reason: string) => {
       if (withinKvmWatch() && this.stopReason === undefined) {
-        abandon({ kind: "kvm-failed", reason });
+        const after = ((Date.now() - startedAt) / 1000).toFixed(1);
+        abandon({ kind: "kvm-failed", reason: `${reason}, ${after}s after start` });
       } else {
         this.log(`the VM stopped: ${reason}; stopping QEMU`);
         abandon({ kind: "exit", code: ExitCode.Failure });
