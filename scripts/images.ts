@@ -1,0 +1,402 @@
+/**
+ * `npm run images`: build the DevMachines images, skipping whatever is already current.
+ *
+ * Steps, in order (each prints its elapsed time; tool output is streamed, never hidden):
+ *   base     debian:trixie-slim; pulled normally, or made by images/base/bootstrap.sh offline
+ *   build    tsc -b runtime on the host: fails fast on type errors before any docker work
+ *   runtime  devmachines/runtime:latest from ./Dockerfile
+ *   disk     .cache/images/debian-13.qcow2 from images/debian/build.sh (it caches itself)
+ *   machine  devmachines/debian:13 (+ :latest) from images/debian/Dockerfile
+ *
+ * Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--guest-disk FILE]
+ *   --force            rebuild the selected steps even when they look current
+ *   --only STEPS       run only these steps (e.g. --only runtime, --only runtime,machine)
+ *   --guest-disk FILE  use this qcow2 for the machine image instead of building one (skips disk)
+ * Env: DEVMACHINES_DOCKER=PATH   docker client to use; DEVMACHINES_BUILDKIT=0 forces the classic builder
+ *
+ * Skipping: each image carries the label `io.devmachines.inputs`, a hash of what it was built
+ * from; a build is skipped when the existing image's label equals the current hash.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, link, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type ExecaError } from "execa";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const BASE_IMAGE = "debian:trixie-slim";
+const RUNTIME_IMAGE = "devmachines/runtime:latest";
+const MACHINE_TAGS = ["devmachines/debian:13", "devmachines/debian:latest"];
+const GUEST_DISK = join(ROOT, ".cache/images/debian-13.qcow2");
+const MACHINE_CONTEXT = join(ROOT, ".cache/machine-context/debian-13");
+const INPUTS_LABEL = "io.devmachines.inputs";
+/** Host CAs (Debian convention) handed to the runtime build stage so npm works behind a TLS proxy. */
+const HOST_CA_DIR = "/usr/local/share/ca-certificates";
+
+/**
+ * Everything the runtime image is built from. Must match the allow-list in .dockerignore.
+ * The sources are hashed rather than runtime/dist: the Dockerfile compiles them itself, so a
+ * stale or half-written host dist/ must not decide whether the image is current.
+ */
+const RUNTIME_INPUTS = [
+  "Dockerfile",
+  ".dockerignore",
+  "package.json",
+  "package-lock.json",
+  "tsconfig.base.json",
+  "runtime/package.json",
+  "runtime/tsconfig.json",
+  "runtime/src",
+  "runtime/templates",
+  "provider/package.json",
+  "sdk/package.json",
+];
+
+const STEPS = ["base", "build", "runtime", "disk", "machine"] as const;
+type Step = (typeof STEPS)[number];
+
+class UsageError extends Error {}
+/** A failure with a message meant for the user; printed without a stack trace. */
+class BuildError extends Error {}
+
+interface Options {
+  force: boolean;
+  only: Set<Step>;
+  guestDisk: string | undefined;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { force: false, only: new Set(STEPS), guestDisk: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === "") throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--force":
+        opts.force = true;
+        break;
+      case "--only": {
+        const names = value().split(",").map((s) => s.trim()).filter(Boolean);
+        for (const name of names) {
+          if (!(STEPS as readonly string[]).includes(name)) {
+            throw new UsageError(`--only: unknown step "${name}" (steps: ${STEPS.join(", ")})`);
+          }
+        }
+        opts.only = new Set(names as Step[]);
+        break;
+      }
+      case "--guest-disk":
+        opts.guestDisk = value();
+        break;
+      case "-h":
+      case "--help":
+        printHelp();
+        process.exit(0);
+      default:
+        throw new UsageError(`unknown argument: ${arg} (try --help)`);
+    }
+  }
+  return opts;
+}
+
+function printHelp(): void {
+  console.log(`Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--guest-disk FILE]
+Steps, in order: ${STEPS.join(", ")}
+  --force            rebuild the selected steps even when they look current
+  --only STEPS       run only these steps, e.g. --only runtime
+  --guest-disk FILE  build the machine image from this qcow2 (skips the disk step)
+Env: DEVMACHINES_DOCKER=PATH (docker client), DEVMACHINES_BUILDKIT=0 (classic builder)`);
+}
+
+// ---- progress ---------------------------------------------------------------------------
+
+const t0 = Date.now();
+const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
+const log = (msg: string): void => console.log(`[images ${secs(Date.now() - t0).padStart(7)}] ${msg}`);
+
+interface StepResult {
+  step: Step;
+  outcome: "built" | "skipped" | "failed";
+  ms: number;
+  note: string;
+}
+const results: StepResult[] = [];
+
+async function runStep(step: Step, index: number, title: string, fn: () => Promise<{ built: boolean; note: string }>): Promise<void> {
+  log(`==> [${index}/${STEPS.length}] ${step}: ${title}`);
+  const start = Date.now();
+  try {
+    const { built, note } = await fn();
+    const ms = Date.now() - start;
+    results.push({ step, outcome: built ? "built" : "skipped", ms, note });
+    log(`<== ${step}: ${built ? "built" : "up to date"} in ${secs(ms)}${note ? ` (${note})` : ""}`);
+  } catch (err) {
+    results.push({ step, outcome: "failed", ms: Date.now() - start, note: "" });
+    throw err;
+  }
+}
+
+// ---- docker -----------------------------------------------------------------------------
+
+interface Docker {
+  bin: string;
+  buildkit: boolean;
+  why: string;
+}
+
+const ok = async (bin: string, args: string[], env?: Record<string, string>): Promise<boolean> =>
+  (await execa(bin, args, { reject: false, stdio: "ignore", env, timeout: 20_000 })).exitCode === 0;
+
+/**
+ * Which client and builder to use. The machine's /usr/local/bin/docker (v28, first on PATH)
+ * has no buildx plugin, so `docker build` there falls back to the deprecated classic builder.
+ * Debian's /usr/bin/docker (20.10) talks to the engine's built-in BuildKit with
+ * DOCKER_BUILDKIT=1 (works offline with local base images): it builds the two Dockerfile
+ * stages in parallel and streams plain progress. Any client with buildx gets BuildKit too;
+ * otherwise the classic builder, which the Dockerfiles also support.
+ */
+async function pickDocker(): Promise<Docker> {
+  const override = process.env.DEVMACHINES_DOCKER;
+  const candidates = [...new Set([override, "/usr/bin/docker", "docker"].filter((c): c is string => !!c))];
+  const forceClassic = process.env.DEVMACHINES_BUILDKIT === "0";
+  let fallback: Docker | undefined;
+  for (const bin of candidates) {
+    const v = await execa(bin, ["version", "--format", "{{.Client.Version}}"], { reject: false, timeout: 20_000 });
+    const version = String(v.stdout ?? "").trim();
+    if (!version) continue; // not installed (a missing server still prints the client version)
+    if (forceClassic) return { bin, buildkit: false, why: `client ${version}, classic builder (DEVMACHINES_BUILDKIT=0)` };
+    if (await ok(bin, ["buildx", "version"])) return { bin, buildkit: true, why: `client ${version} with buildx` };
+    const major = Number(version.split(".")[0]);
+    if (major > 0 && major < 23) return { bin, buildkit: true, why: `client ${version}, engine's built-in BuildKit` };
+    fallback ??= { bin, buildkit: false, why: `client ${version} has no buildx: classic builder` };
+  }
+  if (!fallback) throw new BuildError("no docker client found (install Debian's docker.io package)");
+  return fallback;
+}
+
+function dockerEnv(d: Docker): Record<string, string> {
+  return { DOCKER_BUILDKIT: d.buildkit ? "1" : "0", BUILDKIT_PROGRESS: "plain" };
+}
+
+async function inspect(d: Docker, image: string, format: string): Promise<string | undefined> {
+  const r = await execa(d.bin, ["image", "inspect", "--format", format, image], { reject: false });
+  return r.exitCode === 0 ? String(r.stdout).trim() : undefined;
+}
+const imageId = (d: Docker, image: string) => inspect(d, image, "{{.Id}}");
+const imageInputs = (d: Docker, image: string) => inspect(d, image, `{{ index .Config.Labels "${INPUTS_LABEL}" }}`);
+const imageSize = async (d: Docker, image: string): Promise<string> => {
+  const bytes = Number(await inspect(d, image, "{{.Size}}"));
+  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(0)} MB` : "?";
+};
+
+/** Streams the build to the terminal (a build can run for minutes; the user sees every step). */
+async function dockerBuild(d: Docker, args: string[]): Promise<void> {
+  const progress = d.buildkit ? ["--progress=plain"] : [];
+  log(`$ ${d.bin} build ${[...progress, ...args].map((a) => (a.includes("\n") ? "<...>" : a)).join(" ")}`);
+  await execa(d.bin, ["build", ...progress, ...args], { stdio: "inherit", env: dockerEnv(d) });
+}
+
+// ---- hashing ----------------------------------------------------------------------------
+
+async function listFiles(path: string): Promise<string[]> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return [];
+  if (!st.isDirectory()) return [path];
+  const entries = await readdir(path, { withFileTypes: true });
+  const nested = await Promise.all(
+    entries
+      .filter((e) => e.name !== "node_modules" && e.name !== "dist" && !e.name.endsWith(".tsbuildinfo"))
+      .map((e) => listFiles(join(path, e.name))),
+  );
+  return nested.flat();
+}
+
+async function hashInputs(paths: string[], extra: string[]): Promise<string> {
+  const h = createHash("sha256");
+  const files = (await Promise.all(paths.map((p) => listFiles(join(ROOT, p))))).flat().sort();
+  for (const file of files) {
+    h.update(relative(ROOT, file)).update("\0").update(await readFile(file)).update("\0");
+  }
+  for (const e of extra) h.update(e).update("\0");
+  return h.digest("hex").slice(0, 32);
+}
+
+// ---- steps ------------------------------------------------------------------------------
+
+async function stepBase(d: Docker, o: Options): Promise<{ built: boolean; note: string }> {
+  if (!o.force && (await imageId(d, BASE_IMAGE))) return { built: false, note: `${BASE_IMAGE} present` };
+  if (!o.force) {
+    log(`${BASE_IMAGE} missing: trying docker pull`);
+    if ((await execa(d.bin, ["pull", BASE_IMAGE], { reject: false, stdio: "inherit" })).exitCode === 0) {
+      return { built: true, note: "pulled" };
+    }
+    log("pull failed (no registry?): building it locally with debootstrap");
+  }
+  await execa("bash", [join(ROOT, "images/base/bootstrap.sh"), ...(o.force ? ["--force"] : [])], { stdio: "inherit" });
+  return { built: true, note: "debootstrap + docker import" };
+}
+
+async function stepBuild(): Promise<{ built: boolean; note: string }> {
+  const tsc = join(ROOT, "node_modules/.bin/tsc");
+  if (!existsSync(tsc)) throw new BuildError("node_modules/.bin/tsc is missing: run `npm ci` first");
+  // tsc -b is incremental: about a second when nothing changed. It rewrites its build info
+  // file only when it compiled something, which tells "built" from "up to date".
+  const info = join(ROOT, "runtime/tsconfig.tsbuildinfo");
+  const before = (await stat(info).catch(() => undefined))?.mtimeMs;
+  await execa(tsc, ["-b", "runtime"], { cwd: ROOT, stdio: "inherit" });
+  const after = (await stat(info).catch(() => undefined))?.mtimeMs;
+  if (!existsSync(join(ROOT, "runtime/dist/main.js"))) {
+    throw new BuildError("runtime/dist/main.js was not produced: the launcher has no src/main.ts yet?");
+  }
+  return { built: before === undefined || before !== after, note: "tsc -b runtime" };
+}
+
+async function hostExtraCAs(): Promise<string> {
+  const names = (await readdir(HOST_CA_DIR).catch(() => [] as string[])).filter((n) => n.endsWith(".crt")).sort();
+  const pems = await Promise.all(names.map((n) => readFile(join(HOST_CA_DIR, n), "utf8")));
+  return pems.join("\n").trim();
+}
+
+async function stepRuntime(d: Docker, o: Options): Promise<{ built: boolean; note: string }> {
+  const baseId = await imageId(d, BASE_IMAGE);
+  if (!baseId) throw new BuildError(`${BASE_IMAGE} is missing: run \`npm run images -- --only base\` first`);
+  const hash = await hashInputs(RUNTIME_INPUTS, [`base=${baseId}`]);
+  if (!o.force && (await imageInputs(d, RUNTIME_IMAGE)) === hash) {
+    return { built: false, note: `inputs ${hash.slice(0, 12)} unchanged, ${await imageSize(d, RUNTIME_IMAGE)}` };
+  }
+  const args = ["-t", RUNTIME_IMAGE, "--label", `${INPUTS_LABEL}=${hash}`];
+  const cas = await hostExtraCAs();
+  if (cas) {
+    log(`passing the host's extra CA certificates (${HOST_CA_DIR}) to the build stage for npm`);
+    args.push("--build-arg", `EXTRA_CA_CERTS=${cas}`);
+  }
+  if (o.force) args.push("--no-cache");
+  await dockerBuild(d, [...args, ROOT]);
+  return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, RUNTIME_IMAGE)}` };
+}
+
+async function stepDisk(o: Options): Promise<{ built: boolean; note: string }> {
+  const script = join(ROOT, "images/debian/build.sh");
+  if (!existsSync(script)) {
+    if (existsSync(GUEST_DISK)) return { built: false, note: "no build.sh; using the existing disk" };
+    throw new BuildError(`${script} is missing and there is no ${relative(ROOT, GUEST_DISK)}`);
+  }
+  const before = await stamp(GUEST_DISK);
+  // build.sh keeps its own stamp and says "up to date" quickly when nothing changed.
+  await execa("bash", [script, ...(o.force ? ["--force"] : [])], { cwd: ROOT, stdio: "inherit" });
+  const after = await stamp(GUEST_DISK);
+  if (!after) throw new BuildError(`${script} finished but ${relative(ROOT, GUEST_DISK)} does not exist`);
+  return { built: before !== after, note: relative(ROOT, GUEST_DISK) };
+}
+
+/** Cheap identity of a multi-GB file: its size, mtime and build.sh's input stamp beside it. */
+async function stamp(file: string): Promise<string | undefined> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st) return undefined;
+  const inputStamp = await readFile(`${file}.stamp`, "utf8").catch(() => "");
+  return `${st.size}:${st.mtimeMs}:${inputStamp.trim()}`;
+}
+
+async function stepMachine(d: Docker, o: Options): Promise<{ built: boolean; note: string }> {
+  const disk = o.guestDisk ?? GUEST_DISK;
+  const diskStamp = await stamp(disk);
+  if (!diskStamp) throw new BuildError(`guest disk ${disk} is missing: run \`npm run images -- --only disk\` first`);
+  const runtimeId = await imageId(d, RUNTIME_IMAGE);
+  if (!runtimeId) throw new BuildError(`${RUNTIME_IMAGE} is missing: run \`npm run images -- --only runtime\` first`);
+  const hash = await hashInputs(["images/debian/Dockerfile"], [`runtime=${runtimeId}`, `disk=${diskStamp}`]);
+  const current = await Promise.all(MACHINE_TAGS.map((t) => imageInputs(d, t)));
+  if (!o.force && current.every((h) => h === hash)) {
+    return { built: false, note: `inputs ${hash.slice(0, 12)} unchanged, ${await imageSize(d, MACHINE_TAGS[0]!)}` };
+  }
+  // A context holding only the disk, so docker does not send the whole repository.
+  // A hard link costs nothing; copy only if .cache spans file systems.
+  await rm(MACHINE_CONTEXT, { recursive: true, force: true });
+  await mkdir(MACHINE_CONTEXT, { recursive: true });
+  const staged = join(MACHINE_CONTEXT, "base.qcow2");
+  try {
+    await link(disk, staged);
+  } catch {
+    log(`copying ${disk} into the build context (different file system, no hard link)`);
+    await copyFile(disk, staged);
+  }
+  try {
+    const tags = MACHINE_TAGS.flatMap((t) => ["-t", t]);
+    await dockerBuild(d, [
+      "-f", join(ROOT, "images/debian/Dockerfile"),
+      ...tags,
+      "--label", `${INPUTS_LABEL}=${hash}`,
+      "--build-arg", `RUNTIME_IMAGE=${RUNTIME_IMAGE}`,
+      MACHINE_CONTEXT,
+    ]);
+  } finally {
+    // Drop the link at once: if build.sh later replaces the disk, a stale link would pin GBs.
+    await rm(MACHINE_CONTEXT, { recursive: true, force: true });
+  }
+  return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, MACHINE_TAGS[0]!)}` };
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.guestDisk) {
+    if (!existsSync(o.guestDisk)) throw new UsageError(`--guest-disk: ${o.guestDisk} does not exist`);
+    o.only.delete("disk");
+  }
+  const d = await pickDocker();
+  log(`docker: ${d.bin} (${d.why})`);
+  if (!(await ok(d.bin, ["info"]))) {
+    throw new BuildError(
+      "Docker Engine is not reachable. Start it (as root) and retry:\n" +
+        "  nohup dockerd > /var/log/dockerd.log 2>&1 &   # then wait for `docker info`",
+    );
+  }
+  log(`steps: ${STEPS.filter((s) => o.only.has(s)).join(", ")}${o.force ? " (forced)" : ""}`);
+
+  const plan: [Step, string, () => Promise<{ built: boolean; note: string }>][] = [
+    ["base", `base image ${BASE_IMAGE}`, () => stepBase(d, o)],
+    ["build", "compile the launcher (type check before docker)", () => stepBuild()],
+    ["runtime", `runtime image ${RUNTIME_IMAGE}`, () => stepRuntime(d, o)],
+    ["disk", "guest disk .cache/images/debian-13.qcow2", () => stepDisk(o)],
+    ["machine", `machine image ${MACHINE_TAGS.join(", ")}`, () => stepMachine(d, o)],
+  ];
+  for (const [i, [step, title, fn]] of plan.entries()) {
+    if (o.only.has(step)) await runStep(step, i + 1, title, fn);
+  }
+}
+
+function summary(): void {
+  if (results.length === 0) return;
+  console.log("\nSummary:");
+  for (const r of results) {
+    console.log(`  ${r.step.padEnd(8)} ${r.outcome.padEnd(8)} ${secs(r.ms).padStart(8)}  ${r.note}`);
+  }
+  console.log(`  total             ${secs(Date.now() - t0).padStart(8)}`);
+}
+
+main().then(
+  () => summary(),
+  (err: unknown) => {
+    summary();
+    if (err instanceof UsageError) {
+      console.error(`images: ${err.message}`);
+      process.exit(2);
+    }
+    if (err instanceof BuildError) {
+      console.error(`\nimages: ${err.message}`);
+    } else if (err instanceof Error && "command" in err) {
+      const e = err as ExecaError;
+      // The command may carry PEM text (--build-arg EXTRA_CA_CERTS): show only its first line.
+      const cmd = String(e.command).split("\n")[0]!.slice(0, 200);
+      console.error(`\nimages: command failed (exit ${e.exitCode ?? e.signal ?? "?"}), see its output above: ${cmd}`);
+    } else {
+      console.error("\nimages:", err);
+    }
+    process.exit(1);
+  },
+);
