@@ -88,7 +88,7 @@ export class DevMachineGroup extends pulumi.ComponentResource {
           ...(network && machine.settings.dockerNetwork === undefined && { dockerNetwork: network.name }),
           ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
         },
-        { parent: this, ...(provider && { provider }), placement: { group: name, hostName: machine.hostName } },
+        { parent: this, ...(provider && { provider }), placement: { group: name, hostName: machine.hostName, aliases: [machine.name] } },
       );
     }
     groupMachines.set(this, machines);

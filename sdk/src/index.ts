@@ -13,3 +13,4 @@ export * from "./spec.js";
 export * from "./placement.js";
 export * from "./inventory.js";
 export * from "./run.js";
+export * from "./defaults.js";

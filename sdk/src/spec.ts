@@ -120,6 +120,8 @@ export interface SpecContext {
   group?: string;
   /** Host name within the group's hosts, recorded in a label. */
   hostName?: string;
+  /** More names on the Docker network (a group adds the machine's short name). */
+  aliases?: string[];
 }
 
 /** The runtime refused the settings; `issues` name the container variable, the message says which argument. */
@@ -287,7 +289,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     stopSignal: "SIGTERM",
     stopTimeoutSeconds: graceSeconds + DEFAULTS.stopMarginSeconds,
     restart: settings.restart ?? DEFAULTS.restart,
-    networks: settings.dockerNetwork ? [{ name: settings.dockerNetwork, aliases: [name, env.HOSTNAME!].filter(unique) }] : [],
+    networks: settings.dockerNetwork ? [{ name: settings.dockerNetwork, aliases: [name, env.HOSTNAME!, ...(context.aliases ?? [])].filter(unique) }] : [],
     readyTimeoutSeconds: settings.readyTimeoutSeconds ?? DEFAULTS.readyTimeoutSeconds,
     access: {
       user: user ?? users[0]!.name,

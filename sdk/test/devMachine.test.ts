@@ -45,7 +45,7 @@ test("a DevMachine creates one container and one disk volume with everything the
     "USER=alice",
   ]);
   assert.ok(!JSON.stringify(inputs.envs).includes("hunter2"), "the password is not in the environment");
-  assert.equal(inputs.envs[SECRET_SIG], undefined, "the environment is not secret");
+  assert.equal((inputs.envs as unknown as Record<string, unknown>)[SECRET_SIG], undefined, "the environment is not secret");
   // The mock monitor receives the uploads as a secret envelope: the engine would encrypt them in the state.
   assert.equal(inputs.uploads[SECRET_SIG], SECRET_VALUE, "uploads reach the engine as a secret");
   assert.deepEqual(inputs.uploads.value, [

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as docker from "@pulumi/docker";
 import { parse } from "yaml";
-import { KEY, resourcesOf, value } from "./mocks.js";
+import { KEY, resourcesOf, value, type Recorded } from "./mocks.js";
 import { DevMachineGroup, hostNames, placeMachines, sshHostOf } from "../src/index.js";
 
 const CONTAINER = "docker:index/container:Container";
@@ -57,7 +57,7 @@ test("a group over two existing Docker providers: machines spread, one private n
 
   const westUrn = await value(west.urn);
   const eastUrn = await value(east.urn);
-  const containers = Object.fromEntries(resourcesOf(CONTAINER, "lab-").map((c) => [c.inputs.name, c]));
+  const containers: Record<string, Recorded> = Object.fromEntries(resourcesOf(CONTAINER, "lab-").map((c) => [c.inputs.name, c]));
   assert.ok(containers["lab-web"]!.provider?.startsWith(westUrn), "web runs on the west engine");
   assert.ok(containers["lab-db"]!.provider?.startsWith(eastUrn), "db runs on the east engine");
   assert.ok(containers["lab-cache"]!.provider?.startsWith(eastUrn), "cache is pinned to host1 (east)");

@@ -6,7 +6,6 @@ export interface Recorded {
   name: string;
   inputs: Record<string, any>;
   provider?: string;
-  urn: string;
 }
 
 export const recorded: Recorded[] = [];
@@ -15,7 +14,7 @@ let nextPort = 32768;
 pulumi.runtime.setMocks(
   {
     newResource(args) {
-      recorded.push({ type: args.type, name: args.name, inputs: args.inputs, ...(args.provider && { provider: args.provider }), urn: args.urn });
+      recorded.push({ type: args.type, name: args.name, inputs: args.inputs, ...(args.provider && { provider: args.provider }) });
       const state: Record<string, any> = { ...args.inputs };
       if (args.type === "docker:index/container:Container") {
         // Docker picks a free host port when none is given.

@@ -1,0 +1,29 @@
+// One machine: 4 vCPU, 8 GiB, a persistent 40 GiB disk kept even when the stack is destroyed,
+// a web port, extra packages through cloud-init, and the password as a Pulumi secret.
+//   pulumi config set sshKey "$(cat ~/.ssh/id_ed25519.pub)"
+//   pulumi config set --secret password ...
+import * as pulumi from "@pulumi/pulumi";
+import { DevMachine } from "@devmachines/pulumi";
+
+const config = new pulumi.Config();
+
+const box = new DevMachine("workstation", {
+  cpu: 4,
+  memory: "8G",
+  storage: "40G",
+  user: "dev",
+  sshKeys: [config.require("sshKey")],
+  password: config.requireSecret("password"),
+  sshPort: 2222,
+  ports: [{ guestPort: 8080, hostPort: 8080, hostIp: "127.0.0.1" }],
+  keepDisk: true,
+  userData: [
+    "packages: [git, build-essential, tmux]",
+    "runcmd:",
+    "  - [sh, -c, 'echo ready > /etc/motd']",
+  ].join("\n"),
+  labels: [{ label: "owner", value: pulumi.getStack() }],
+});
+
+export const sshCommand = box.sshCommand;
+export const diskVolume = box.volumeName;

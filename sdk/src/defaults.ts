@@ -1,0 +1,29 @@
+/**
+ * The default DevMachine: what the root `Pulumi.yaml` stack deploys and what
+ * `npm run up` starts without Pulumi, from the same settings.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { MachineSettingsArgs } from "./args.js";
+
+/** The default machine's name (container `devmachine`, volume `devmachine-disk`). */
+export const DEFAULT_MACHINE_NAME = "devmachine";
+
+/** 2 vCPU, 2 GiB, 20 GiB disk, user `dev`, SSH on 127.0.0.1:2222. */
+export function defaultMachineSettings(): MachineSettingsArgs {
+  return { cpu: 2, memory: "2G", storage: "20G", user: "dev", sshPort: 2222, sshHostIp: "127.0.0.1" };
+}
+
+/** The public keys in `~/.ssh/*.pub` (so the default machine lets its owner in), or an empty list. */
+export function localSshKeys(sshDir = join(homedir(), ".ssh")): string[] {
+  let files: string[];
+  try {
+    files = readdirSync(sshDir).filter((file) => file.endsWith(".pub")).sort();
+  } catch {
+    return [];
+  }
+  return files
+    .map((file) => readFileSync(join(sshDir, file), "utf8").trim())
+    .filter((key) => /^(ssh-|ecdsa-|sk-)/.test(key));
+}
