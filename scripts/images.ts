@@ -194,6 +194,16 @@ const imageSize = async (d: Docker, image: string): Promise<string> => {
   return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(0)} MB` : "?";
 };
 
+/**
+ * The image a rebuild replaced is left untagged (hundreds of MB for a machine image): remove it.
+ * `docker image rm ID` refuses while a container or another tag still uses it, which is fine.
+ */
+async function removeReplaced(d: Docker, oldId: string | undefined, image: string): Promise<void> {
+  if (!oldId || oldId === (await imageId(d, image))) return;
+  const r = await execa(d.bin, ["image", "rm", oldId], { reject: false });
+  if (r.exitCode === 0) log(`removed the replaced image ${oldId.slice(7, 19)}`);
+}
+
 /** Streams the build to the terminal (a build can run for minutes; the user sees every step). */
 async function dockerBuild(d: Docker, args: string[]): Promise<void> {
   const progress = d.buildkit ? ["--progress=plain"] : [];
@@ -276,7 +286,9 @@ async function stepRuntime(d: Docker, o: Options): Promise<{ built: boolean; not
     args.push("--build-arg", `EXTRA_CA_CERTS=${cas}`);
   }
   if (o.force) args.push("--no-cache");
+  const oldId = await imageId(d, RUNTIME_IMAGE);
   await dockerBuild(d, [...args, ROOT]);
+  await removeReplaced(d, oldId, RUNTIME_IMAGE);
   return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, RUNTIME_IMAGE)}` };
 }
 
@@ -324,6 +336,7 @@ async function stepMachine(d: Docker, o: Options): Promise<{ built: boolean; not
     log(`copying ${disk} into the build context (different file system, no hard link)`);
     await copyFile(disk, staged);
   }
+  const oldId = await imageId(d, MACHINE_TAGS[0]!);
   try {
     const tags = MACHINE_TAGS.flatMap((t) => ["-t", t]);
     await dockerBuild(d, [
@@ -337,6 +350,7 @@ async function stepMachine(d: Docker, o: Options): Promise<{ built: boolean; not
     // Drop the link at once: if build.sh later replaces the disk, a stale link would pin GBs.
     await rm(MACHINE_CONTEXT, { recursive: true, force: true });
   }
+  await removeReplaced(d, oldId, MACHINE_TAGS[0]!);
   return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, MACHINE_TAGS[0]!)}` };
 }
 
