@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs } from "./args.js";
 import { DevMachine, isPlain } from "./devMachine.js";
 import { ansibleInventory, sshConfig, type MachineInfo } from "./inventory.js";
-import { hostNames, placeMachines, sshHostOf } from "./placement.js";
+import { hostNames, placeMachines, placementContext, sshHostOf } from "./placement.js";
 import { containerSpec, LABEL_PREFIX, type MachineSettings } from "./spec.js";
 
 /** Resource options of a `DevMachineGroup`: Pulumi's, plus existing Docker providers (TypeScript only). */
@@ -73,7 +73,7 @@ export class DevMachineGroup extends pulumi.ComponentResource {
     // Check every machine before creating anything: the network name is an output, which would
     // otherwise postpone the check of plain settings until it resolves.
     for (const machine of placed) {
-      if (isPlain(machine.settings)) containerSpec(machine.fullName, machine.settings as MachineSettings, { group: name, hostName: machine.hostName });
+      if (isPlain(machine.settings)) containerSpec(machine.fullName, machine.settings as MachineSettings, placementContext(name, machine));
     }
 
     const machines: Record<string, DevMachine> = {};
@@ -88,7 +88,7 @@ export class DevMachineGroup extends pulumi.ComponentResource {
           ...(network && machine.settings.dockerNetwork === undefined && { dockerNetwork: network.name }),
           ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
         },
-        { parent: this, ...(provider && { provider }), placement: { group: name, hostName: machine.hostName, aliases: [machine.name] } },
+        { parent: this, ...(provider && { provider }), placement: placementContext(name, machine) },
       );
     }
     groupMachines.set(this, machines);

@@ -8,6 +8,7 @@
  * such as `ports` or `labels` are not merged).
  */
 import type { DevMachineGroupArgs, DockerHostArgs, MachineOverrideArgs, MachineSettingsArgs } from "./args.js";
+import { containerSpec, type ContainerSpec, type MachineSettings, type SpecContext } from "./spec.js";
 
 export interface PlacedMachine {
   /** The machine's name inside the group (`web`, or `0`, `1`, ... with `count`). */
@@ -63,4 +64,33 @@ export function sshHostOf(host: DockerHostArgs): string {
   if (host.sshHost) return host.sshHost;
   const match = /^(?:ssh|tcp|http|https):\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/.exec(host.host);
   return match ? match[1]!.replace(/^\[|\]$/g, "") : "127.0.0.1";
+}
+
+/** A placed machine with the container description the group deploys for it. */
+export interface PlacedSpec {
+  machine: PlacedMachine;
+  spec: ContainerSpec;
+}
+
+/**
+ * The container descriptions of a group with plain settings: what `DevMachineGroup` deploys
+ * (private network named after the group, each host's SSH address), as plain data to run
+ * elsewhere, e.g. with `runContainerSpec` on each host.
+ */
+export function groupContainerSpecs(group: string, args: DevMachineGroupArgs, hosts: string[] = hostNames(args.hosts)): PlacedSpec[] {
+  const sshHosts = args.hosts?.map(sshHostOf);
+  return placeMachines(group, args, hosts).map((machine) => {
+    const sshHost = sshHosts?.[machine.hostIndex];
+    const settings = {
+      ...machine.settings,
+      ...((args.privateNetwork ?? true) && machine.settings.dockerNetwork === undefined && { dockerNetwork: group }),
+      ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
+    } as MachineSettings;
+    return { machine, spec: containerSpec(machine.fullName, settings, placementContext(group, machine)) };
+  });
+}
+
+/** The labels and network aliases a group gives a machine. */
+export function placementContext(group: string, machine: PlacedMachine): SpecContext {
+  return { group, hostName: machine.hostName, aliases: [machine.name] };
 }

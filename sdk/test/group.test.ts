@@ -3,7 +3,7 @@ import { test } from "node:test";
 import * as docker from "@pulumi/docker";
 import { parse } from "yaml";
 import { KEY, resourcesOf, value, type Recorded } from "./mocks.js";
-import { DevMachineGroup, hostNames, placeMachines, sshHostOf } from "../src/index.js";
+import { DevMachineGroup, envList, groupContainerSpecs, hostNames, placeMachines, sshHostOf } from "../src/index.js";
 
 const CONTAINER = "docker:index/container:Container";
 const NETWORK = "docker:index/network:Network";
@@ -112,4 +112,26 @@ test("a group validates every machine with the runtime's rules", () => {
     () => new DevMachineGroup("broken", { template: { sshKeys: [KEY] }, machines: [{ name: "ok" }, { name: "bad", memory: "64M" }] }),
     /DevMachine "broken-bad" has an invalid configuration:\n  memory: MEMORY="64M" must be at least 128 MiB/,
   );
+});
+
+test("groupContainerSpecs (what the conformance test runs) describes exactly the containers the component creates", async () => {
+  const args = {
+    template: { memory: "1G", sshKeys: [KEY], accel: "tcg" as const },
+    machines: [{ name: "a", sshPort: 2301 }, { name: "b", memory: "2G" }],
+    hosts: [{ name: "one", host: "unix:///run/one.sock" }, { name: "two", host: "ssh://me@two" }],
+  };
+  const group = new DevMachineGroup("same", args);
+  await value(group.sshConfig);
+  for (const { machine, spec } of groupContainerSpecs("same", args)) {
+    const [container] = resourcesOf(CONTAINER, `${machine.fullName}-container`);
+    const inputs = container!.inputs;
+    assert.equal(inputs.name, spec.name);
+    assert.deepEqual(inputs.envs, envList(spec.env));
+    assert.deepEqual(inputs.networksAdvanced, spec.networks);
+    assert.deepEqual(Object.fromEntries(inputs.labels.map((l: any) => [l.label, l.value])), spec.labels);
+    assert.deepEqual(inputs.ports.map((p: any) => p.internal), spec.ports.map((p) => p.containerPort));
+  }
+  const machines = await value(group.machines);
+  assert.equal(machines.b!.sshHost, "two");
+  assert.equal(machines.a!.sshHost, "127.0.0.1");
 });
