@@ -1,0 +1,87 @@
+/**
+ * The README's main job: deploy the default DevMachine and print how to SSH into it.
+ *
+ * With the Pulumi CLI installed this is `pulumi up` on the root stack (local
+ * file backend). Without it (as on machines where the CLI cannot be
+ * downloaded) it says so and starts the very same container description the
+ * component would deploy, straight on the local Docker Engine.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, waitHealthy,
+  type MachineSettings,
+} from "@devmachines/pulumi";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const say = (line: string) => console.log(`[up] ${line}`);
+
+function hasCommand(command: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" }).status === 0;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+  const result = spawnSync(command, args, { stdio: "inherit", cwd: ROOT, env });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (exit ${result.status})`);
+}
+
+/** The owner's keys from ~/.ssh, or a key made for this checkout (kept in the ignored .cache/). */
+function sshKeys(): { keys: string[]; identity?: string } {
+  const own = localSshKeys();
+  if (own.length > 0) return { keys: own };
+  const identity = join(ROOT, ".cache", "ssh", "id_ed25519");
+  if (!existsSync(identity)) {
+    mkdirSync(join(ROOT, ".cache", "ssh"), { recursive: true });
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "devmachines-up", "-f", identity]);
+    say(`no key in ~/.ssh: made ${identity}`);
+  }
+  return { keys: [readFileSync(`${identity}.pub`, "utf8").trim()], identity };
+}
+
+async function main(): Promise<void> {
+  say("building the images if needed (npm run images)");
+  run("node", ["--import", "tsx", join(ROOT, "scripts/images.ts")]);
+
+  if (hasCommand("pulumi")) {
+    say("Pulumi CLI found: pulumi up on the default stack (state in ./.pulumi)");
+    const env = { ...process.env, PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "" };
+    spawnSync("pulumi", ["stack", "select", "--create", "dev"], { stdio: "inherit", cwd: ROOT, env });
+    run("pulumi", ["up", "--yes", "--stack", "dev"], env);
+    const sshCommand = execFileSync("pulumi", ["stack", "output", "sshCommand", "--stack", "dev"], { cwd: ROOT, env }).toString().trim();
+    say(`ready. Log in with:\n\n    ${sshCommand}\n`);
+    return;
+  }
+
+  say("the Pulumi CLI is not installed: starting the same container description the DevMachine component deploys, with the Docker CLI");
+  const { keys, identity } = sshKeys();
+  // The defaults are plain values; their Input<> type is for Pulumi programs.
+  const spec = containerSpec(DEFAULT_MACHINE_NAME, { ...(defaultMachineSettings() as MachineSettings), sshKeys: keys });
+  const existing = await docker(["ps", "-a", "--quiet", "--filter", `name=^${spec.name}$`]);
+  if (existing) {
+    say(`container ${spec.name} exists already: starting it if it is stopped`);
+    await docker(["start", spec.name]);
+  } else {
+    await runContainerSpec(spec);
+    say(`started container ${spec.name}; the guest boots now (docker logs -f ${spec.name} shows its console)`);
+  }
+  let lastReport = -30;
+  const { seconds } = await waitHealthy(spec.name, {
+    timeoutMs: spec.readyTimeoutSeconds * 1000,
+    onProgress: ({ health, seconds: waited }) => {
+      if (waited - lastReport >= 15) {
+        lastReport = waited;
+        say(`${waited}s: ${health === "starting" ? "booting (waiting for SSH and cloud-init)" : health}`);
+      }
+    },
+  });
+  const { user, sshHost, sshPort } = spec.access;
+  const command = `ssh${identity ? ` -i ${identity}` : ""} -p ${sshPort} ${user}@${sshHost}`;
+  say(`ready after ${seconds}s. Log in with:\n\n    ${command}\n`);
+  say(`stop it with: docker stop ${spec.name}   (the guest powers off cleanly; the disk stays in volume ${spec.volumes[0]?.name ?? "-"})`);
+}
+
+main().catch((error: unknown) => {
+  console.error(`[up] ${(error as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,132 @@
+/**
+ * What the end-to-end tests share: deciding whether they may run (a Docker
+ * Engine and the machine image), SSH into guests with a key made for the run,
+ * and cleaning up what they created.
+ *
+ * Without Docker they skip with a loud reason; with DEVMACHINES_E2E=required
+ * (as .ci/run sets) a missing engine or image fails them instead.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile, chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { TestContext } from "node:test";
+import { docker } from "../sdk/src/run.js";
+
+export { docker } from "../sdk/src/run.js";
+
+const exec = promisify(execFile);
+
+export const MACHINE_IMAGE = process.env.DEVMACHINES_E2E_IMAGE ?? "devmachines/debian:13";
+export const REQUIRED = process.env.DEVMACHINES_E2E === "required";
+/** A guest boot under TCG on two loaded cores can take a few minutes. */
+export const BOOT_TIMEOUT_MS = 8 * 60_000;
+
+let availability: Promise<string | undefined> | undefined;
+
+/** Why end-to-end tests cannot run here, or undefined when they can. */
+function unavailableReason(): Promise<string | undefined> {
+  availability ??= (async () => {
+    try {
+      await docker(["info", "--format", "{{.ServerVersion}}"]);
+    } catch (error) {
+      return `no Docker Engine answers (${(error as Error).message.split("\n")[0]}); run scripts/host-setup.sh as root`;
+    }
+    try {
+      await docker(["image", "inspect", "--format", "{{.Id}}", MACHINE_IMAGE]);
+    } catch {
+      return `the machine image ${MACHINE_IMAGE} is missing; build it with npm run images`;
+    }
+    return undefined;
+  })();
+  return availability;
+}
+
+/**
+ * Call first in every end-to-end test: returns false (after a loud skip) when
+ * the test cannot run here, and throws when DEVMACHINES_E2E=required.
+ */
+export async function e2eAvailable(t: TestContext): Promise<boolean> {
+  const reason = await unavailableReason();
+  if (!reason) return true;
+  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
+  console.warn(`\n!!! SKIPPING END-TO-END TEST "${t.name}": ${reason}. Set DEVMACHINES_E2E=required to make this a failure.\n`);
+  t.skip(reason);
+  return false;
+}
+
+export interface KeyPair {
+  dir: string;
+  privateKey: string;
+  publicKey: string;
+}
+
+export async function makeKeyPair(): Promise<KeyPair> {
+  const dir = await mkdtemp(join(tmpdir(), "dm-e2e-ssh-"));
+  const privateKey = join(dir, "id_ed25519");
+  await exec("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "devmachines-e2e", "-f", privateKey]);
+  return { dir, privateKey, publicKey: (await readFile(`${privateKey}.pub`, "utf8")).trim() };
+}
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  key?: KeyPair;
+  /** Log in with this password instead of the key (through SSH_ASKPASS, no extra tool). */
+  password?: string;
+}
+
+/** Runs a command in the guest over real SSH; resolves with its stdout. */
+export async function ssh(target: SshTarget, command: string, timeoutMs = 60_000): Promise<string> {
+  const options = [
+    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+    "-o", "ConnectTimeout=20", "-o", "BatchMode=" + (target.password ? "no" : "yes"),
+    "-p", String(target.port),
+  ];
+  const env = { ...process.env };
+  let askpassDir: string | undefined;
+  if (target.password) {
+    askpassDir = await mkdtemp(join(tmpdir(), "dm-e2e-askpass-"));
+    const script = join(askpassDir, "askpass.sh");
+    await writeFile(script, `#!/bin/sh\nprintf '%s\\n' '${target.password.replace(/'/g, "'\\''")}'\n`);
+    await chmod(script, 0o700);
+    Object.assign(env, { SSH_ASKPASS: script, SSH_ASKPASS_REQUIRE: "force", DISPLAY: ":0" });
+    options.push("-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no");
+  } else if (target.key) {
+    options.push("-i", target.key.privateKey, "-o", "IdentitiesOnly=yes");
+  }
+  try {
+    const { stdout } = await exec("ssh", [...options, `${target.user}@${target.host}`, command], { env, timeout: timeoutMs });
+    return stdout.trim();
+  } finally {
+    if (askpassDir) await rm(askpassDir, { recursive: true, force: true });
+  }
+}
+
+/** The host port Docker published for a container port. */
+export async function publishedPort(container: string, containerPort: string): Promise<number> {
+  const out = await docker(["port", container, containerPort]);
+  const match = /:(\d+)\s*$/m.exec(out.split("\n")[0]!);
+  if (!match) throw new Error(`${container} publishes no ${containerPort}: ${out}`);
+  return Number(match[1]);
+}
+
+/** Removes containers, volumes and networks by name, ignoring what is already gone. */
+export async function removeAll(what: { containers?: string[]; volumes?: string[]; networks?: string[] }): Promise<void> {
+  for (const name of what.containers ?? []) await docker(["rm", "--force", "--volumes", name]).catch(() => undefined);
+  for (const name of what.volumes ?? []) await docker(["volume", "rm", "--force", name]).catch(() => undefined);
+  for (const name of what.networks ?? []) await docker(["network", "rm", name]).catch(() => undefined);
+}
+
+/** Prints a line now and then while a guest boots, so a run never looks stuck. */
+export function progress(label: string): (state: { status: string; health: string; seconds: number }) => void {
+  let last = -30;
+  return ({ status, health, seconds }) => {
+    if (seconds - last >= 30) {
+      last = seconds;
+      console.log(`  [${label}] ${seconds}s: container ${status}, health ${health}`);
+    }
+  };
+}
