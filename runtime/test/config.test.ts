@@ -21,6 +21,7 @@ test("a minimal environment gives a complete configuration with documented defau
     users: [{ name: "dev", sshKeys: [ED25519], sudo: true }],
     network: "NAT",
     ports: [],
+    dns: [],
     accel: "auto",
     hostname: "box",
     baseImage: "/images/base.qcow2",
@@ -32,7 +33,7 @@ test("a minimal environment gives a complete configuration with documented defau
 
 test("every problem is reported at once, each naming its variable and rule", () => {
   const text = issuesOf(
-    parseConfig({ CPU: "0", MEMORY: "64M", STORAGE: "lots", USER: "Dev", SSH_KEYS: "ssh-rsa AAAA", NETWORK: "wifi", ACCEL: "hvf", PORTS: "99999", VNC: "display one", EPHEMERAL: "maybe", GRACE_SECONDS: "-1", HOSTNAME: "-bad-" }, noFiles),
+    parseConfig({ CPU: "0", MEMORY: "64M", STORAGE: "lots", USER: "Dev", SSH_KEYS: "ssh-rsa AAAA", NETWORK: "wifi", ACCEL: "hvf", PORTS: "99999", VNC: "display one", EPHEMERAL: "maybe", GRACE_SECONDS: "-1", HOSTNAME: "-bad-", DNS: "dns.example" }, noFiles),
   );
   for (const expected of [
     /CPU="0" must be a whole number of virtual CPUs/,
@@ -47,6 +48,7 @@ test("every problem is reported at once, each naming its variable and rule", () 
     /EPHEMERAL="maybe" must be true or false/,
     /GRACE_SECONDS="-1" must be a whole number of seconds/,
     /HOSTNAME="-bad-" must be a host name/,
+    /DNS="dns.example" must list IPv4 addresses of DNS servers/,
   ]) {
     assert.match(text, expected);
   }
@@ -61,6 +63,12 @@ test("a user must be able to log in: a key or a password", () => {
   assert.match(issuesOf(parseConfig({ ...base, SSH_KEYS: undefined }, noFiles)), /no user could log in/);
   assert.ok(parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD: "s3cret" }, noFiles).ok);
   assert.ok(parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_HASH: "$6$salt$abcdefghijklmnop" }, noFiles).ok);
+});
+
+test("DNS lists IPv4 resolvers for the guest", () => {
+  const result = parseConfig({ ...base, DNS: "1.1.1.1, 9.9.9.9" }, noFiles);
+  assert.ok(result.ok);
+  assert.deepEqual(result.config.dns, ["1.1.1.1", "9.9.9.9"]);
 });
 
 test("root is refused, and passwords are never echoed", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -70,9 +70,14 @@ test("applied for real: create over a base, reuse, grow, then a different base i
   await applyDisk(grow);
   assert.equal(await size(grow.overlayPath), 512 * 1024 ** 2);
 
-  // A recorded digest beside the base (as the machine images ship it) is what identifies it.
-  await writeFile(`${basePath}.sha256`, `${"c".repeat(64)}  base.qcow2\n`);
+  // A recorded digest beside the base (as the machine images ship it) identifies it, but only
+  // while its size matches: a digest left behind by another image at that path is ignored.
+  const baseSize = (await stat(basePath)).size;
+  await writeFile(`${basePath}.sha256`, `${"c".repeat(64)} ${baseSize + 1}\n`);
+  assert.equal(planDisk({ ...opts, storageBytes: 512 * 1024 ** 2 }, await readDiskFacts(basePath, disksDir)).action, "reuse", "a digest for another size is ignored");
+  await writeFile(`${basePath}.sha256`, `${"c".repeat(64)} ${baseSize}\n`);
   const facts = await readDiskFacts(basePath, disksDir);
+  assert.equal(facts.base?.sha256, "c".repeat(64));
   assert.throws(() => planDisk({ ...opts, storageBytes: 512 * 1024 ** 2 }, facts), /another base image/);
 });
 

@@ -175,6 +175,24 @@ describe("planNetwork: BRIDGE", () => {
   });
 });
 
+describe("planNetwork: the DNS variable", () => {
+  it("replaces the discovered resolvers of a bridged VM, without warnings about them", () => {
+    const noUpstream = { ...facts, dns: { nameservers: ["127.0.0.11"], search: [], upstream: [] } };
+    const plan = planNetwork({ network: "BRIDGE", ports: [], dns: ["10.20.30.40", "10.20.30.41"] }, noUpstream);
+    assert.deepEqual(plan.networkConfig.ethernets.primary!.nameservers, { addresses: ["10.20.30.40", "10.20.30.41"] });
+    assert.doesNotMatch(plan.warnings.join("\n"), /DNS server/);
+    assert.match(planNetwork({ network: "BRIDGE", ports: [] }, noUpstream).warnings.join("\n"), /Set DNS=/);
+  });
+
+  it("adds resolvers beside DHCP's in NAT", () => {
+    const plan = planNetwork({ network: "NAT", ports: [], dns: ["10.20.30.40"] }, facts);
+    assert.deepEqual(plan.networkConfig.ethernets.primary, {
+      match: { macaddress: "52:54:00:12:34:56" }, dhcp4: true, dhcp6: false, nameservers: { addresses: ["10.20.30.40"] }, mtu: 1500,
+    });
+    assert.equal(planNetwork({ network: "NAT", ports: [] }, facts).networkConfig.ethernets.primary!.nameservers, undefined);
+  });
+});
+
 describe("bridgeNameservers", () => {
   it("keeps a real resolver from the default bridge", () => {
     assert.deepEqual(bridgeNameservers({ nameservers: ["10.255.255.53"], search: [], upstream: [] }), { addresses: ["10.255.255.53"], warnings: [] });

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { access, constants, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { access, constants, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { execa } from "execa";
 import { ExitCode, LauncherError } from "../exitCodes.js";
 import type { BaseIdentity, DiskFacts, DiskPlan } from "../plan/disk.js";
@@ -33,13 +33,17 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** The base's sha256: from `<base>.sha256` written at image build time, else computed. */
+/**
+ * The base's sha256: from `<base>.sha256` ("DIGEST SIZE", written at image build
+ * time) when its size matches the file, else computed. The size check keeps a
+ * digest from describing another image mounted over the same path.
+ */
 async function baseDigest(path: string): Promise<string> {
   try {
-    const recorded = (await readFile(`${path}.sha256`, "utf8")).trim().split(/\s+/)[0];
-    if (recorded && /^[0-9a-f]{64}$/.test(recorded)) return recorded;
+    const [recorded, size] = (await readFile(`${path}.sha256`, "utf8")).trim().split(/\s+/);
+    if (recorded && /^[0-9a-f]{64}$/.test(recorded) && Number(size) === (await stat(path)).size) return recorded;
   } catch {
-    // No recorded digest: compute it below.
+    // No usable recorded digest: compute it below.
   }
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);

@@ -4,6 +4,7 @@
  * same rules, so a bad value fails at preview with the message the container
  * would print.
  */
+import { isIP } from "node:net";
 import { z } from "zod";
 import { parsePortSpecs, PortSpecError } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
@@ -80,6 +81,17 @@ export const portsField = z.string().transform((text, ctx) => {
 export const vncField = z
   .string()
   .regex(/^(none|unix:[^\s,]+(,\S*)?|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}(,\S*)?)$/, "must be a QEMU -vnc argument such as :0, 0.0.0.0:1, unix:/run/vnc.sock or none");
+
+/** Comma-separated IPv4 resolver addresses for the guest. */
+export const dnsField = z.string().transform((text, ctx) => {
+  const servers = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  const wrong = servers.filter((server) => isIP(server) !== 4);
+  if (servers.length === 0 || wrong.length > 0) {
+    ctx.addIssue({ code: "custom", message: "must list IPv4 addresses of DNS servers, comma-separated (e.g. 1.1.1.1,9.9.9.9)" });
+    return z.NEVER;
+  }
+  return servers;
+});
 
 /** RFC 1123 host name, the rule Docker and systemd apply. */
 export const hostnameField = z

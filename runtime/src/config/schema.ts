@@ -8,6 +8,7 @@ import { z } from "zod";
 import {
   accelField,
   booleanField,
+  dnsField,
   cpuField,
   hostnameField,
   memoryField,
@@ -43,6 +44,8 @@ export interface LauncherConfig {
   /** Forwards from the container into the guest (NAT only); SSH's container:22 -> guest:22 comes first. */
   ports: PortForward[];
   vnc?: string;
+  /** Resolvers for the guest instead of the ones discovered from the container (empty: discovered). */
+  dns: string[];
   accel: "auto" | "kvm" | "tcg";
   userData?: UserData;
   hostname: string;
@@ -97,6 +100,7 @@ const envSchema = z.object({
   NETWORK: networkField.default(DEFAULTS.network),
   PORTS: portsField.optional(),
   VNC: vncField.optional(),
+  DNS: dnsField.optional(),
   ACCEL: accelField.default(DEFAULTS.accel),
   HOSTNAME: hostnameField.optional(),
   BASE_IMAGE: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.baseImage),
@@ -158,6 +162,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     NETWORK: value("NETWORK")?.toUpperCase(),
     PORTS: value("PORTS"),
     VNC: value("VNC"),
+    DNS: value("DNS"),
     ACCEL: value("ACCEL")?.toLowerCase(),
     HOSTNAME: value("HOSTNAME"),
     BASE_IMAGE: value("BASE_IMAGE"),
@@ -270,6 +275,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       network: env2.NETWORK,
       ports,
       ...(env2.VNC !== undefined && { vnc: env2.VNC }),
+      dns: env2.DNS ?? [],
       accel: env2.ACCEL,
       ...(userData !== undefined && { userData }),
       hostname: env2.HOSTNAME ?? osHostname(),

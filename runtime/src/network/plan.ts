@@ -84,11 +84,12 @@ const GUEST_NIC = "primary";
  * Throws LauncherError(Config) for a forward QEMU cannot make, and
  * LauncherError(Host) when BRIDGE finds no IPv4 address to hand over.
  */
-export function planNetwork(config: Pick<LauncherConfig, "network" | "ports">, facts: ContainerNetwork): NetworkPlan {
-  return config.network === "BRIDGE" ? planBridge(facts) : planNat(config.ports, facts);
+export function planNetwork(config: Pick<LauncherConfig, "network" | "ports"> & { dns?: string[] }, facts: ContainerNetwork): NetworkPlan {
+  const dns = config.dns ?? [];
+  return config.network === "BRIDGE" ? planBridge(facts, dns) : planNat(config.ports, facts, dns);
 }
 
-function planNat(ports: PortForward[], facts: ContainerNetwork): NetworkPlan {
+function planNat(ports: PortForward[], facts: ContainerNetwork, dns: string[]): NetworkPlan {
   const warnings: string[] = [];
   const forwards: PortForward[] = [
     { protocol: "tcp", hostIp: "", hostPort: DEFAULTS.sshPort, guestPort: DEFAULTS.sshPort },
@@ -111,7 +112,14 @@ function planNat(ports: PortForward[], facts: ContainerNetwork): NetworkPlan {
     networkConfig: {
       version: 2,
       // slirp's DHCP hands out 10.0.2.15 and its DNS proxy 10.0.2.3, which asks the container's resolver.
-      ethernets: { [GUEST_NIC]: { match: { macaddress: guestMac }, dhcp4: true, dhcp6: false, mtu: SLIRP_MTU } },
+      // DNS (the variable) adds resolvers the guest asks directly, through slirp's NAT.
+      ethernets: {
+        [GUEST_NIC]: {
+          match: { macaddress: guestMac }, dhcp4: true, dhcp6: false,
+          ...(dns.length > 0 && { nameservers: { addresses: dns } }),
+          mtu: SLIRP_MTU,
+        },
+      },
     },
     forwards,
     warnings,
@@ -145,7 +153,7 @@ function hostfwd(forward: PortForward, warnings: string[]): string {
   return `${forward.protocol}:${hostIp}:${forward.hostPort}-:${forward.guestPort}`;
 }
 
-function planBridge(facts: ContainerNetwork): NetworkPlan {
+function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPlan {
   const warnings = [...facts.notes];
   const originalMac = normalizeMac(facts.mac);
   if (!facts.ipv4 || !originalMac) {
@@ -180,7 +188,7 @@ function planBridge(facts: ContainerNetwork): NetworkPlan {
   if (facts.ipv6.length > 0) {
     warnings.push(`BRIDGE hands over IPv4 only: the container's IPv6 address ${facts.ipv6.join(", ")} is not given to the VM`);
   }
-  const dns = bridgeNameservers(facts.dns);
+  const dns = configuredDns.length > 0 ? { addresses: configuredDns, warnings: [] } : bridgeNameservers(facts.dns);
   warnings.push(...dns.warnings);
 
   const plan: BridgePlan = {
@@ -252,7 +260,7 @@ export function bridgeNameservers(dns: DnsInfo): { addresses: string[]; warnings
     warnings.push(
       `the VM gets no DNS server: the container lists only resolvers a bridged VM cannot reach (${unreachable.join(", ") || "none"}; ` +
         `127.0.0.11 is Docker's embedded DNS) and Docker recorded no upstream servers. ` +
-        `Set DNS in the guest through user data, or run the container on a network whose resolv.conf names a real server`,
+        `Set DNS=<server>[,<server>...], or run the container on a network whose resolv.conf names a real server`,
     );
   } else if (dropped.length > 0) {
     warnings.push(`DNS servers the bridged VM cannot reach are left out: ${[...new Set(dropped)].join(", ")}`);
