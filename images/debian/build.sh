@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Build the default DevMachines guest disk: Debian 13 "trixie", cloud-init (NoCloud),
+# systemd-networkd, GRUB for BIOS, root ext4 on the last partition (growpart-friendly).
+#
+# Usage: sudo images/debian/build.sh [--force]
+#   Output: .cache/images/debian-13.qcow2 (repo-root relative), plus a .stamp beside it.
+#   --force           rebuild even when the stamp says the output is current
+#   DEBIAN_MIRROR=URL Debian mirror (default http://deb.debian.org/debian)
+#   DISK_SIZE=SIZE    virtual disk size (default 2G; the launcher's overlay grows it)
+#   CACHE_DIR=DIR     cache folder (default <repo>/.cache)
+#
+# Host needs (Debian packages): debootstrap qemu-utils fdisk grub-pc-bin grub2-common
+# e2fsprogs util-linux. Runs as root (debootstrap, chroot, loop devices).
+#
+# Stages, each cached so that a script change only redoes what it must:
+#   1. debootstrap --variant=minbase       -> .cache/debian/base-<key>.tar
+#   2. kernel, cloud-init, ssh, ... (apt)  -> .cache/debian/pkgs-<key>.tar
+#   3. configuration (always, cheap)
+#   4. disk: GPT, mkfs.ext4 -d, grub-install, qemu-img convert -c -> output
+set -Eeuo pipefail
+
+SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+REPO_ROOT=$(cd "$(dirname "$SCRIPT")/../.." && pwd)
+CACHE=${CACHE_DIR:-$REPO_ROOT/.cache}
+OUT=$CACHE/images/debian-13.qcow2
+SUITE=trixie
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DISK_SIZE=${DISK_SIZE:-2G}
+FORCE=0
+
+for arg in "$@"; do
+  case $arg in
+    --force) FORCE=1 ;;
+    -h|--help) sed -n '2,12p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# Packages on top of minbase. Exactly one network stack: systemd-networkd (with
+# systemd-resolved for DNS); no ifupdown, no netplan, no NetworkManager.
+PACKAGES=(
+  linux-image-cloud-amd64 initramfs-tools zstd
+  systemd systemd-sysv systemd-resolved systemd-timesyncd udev dbus libpam-systemd
+  linux-sysctl-defaults
+  cloud-init cloud-guest-utils fdisk e2fsprogs
+  openssh-server sudo qemu-guest-agent ca-certificates
+  iproute2 iputils-ping netbase procps less curl
+)
+
+START=$SECONDS
+step() { printf '[debian-13 %4ds] %s\n' "$((SECONDS - START))" "$*"; }
+die() { step "ERROR: $*" >&2; exit 1; }
+
+# A heartbeat for steps that print nothing for a long time (mkfs, compression).
+HEARTBEAT_PID=
+heartbeat_start() {
+  # The subshell must not inherit the cleanup traps (it would clean up on its kill).
+  ( trap - EXIT INT TERM ERR; while sleep 15; do step "... still $1"; done ) &
+  HEARTBEAT_PID=$!
+}
+heartbeat_stop() {
+  if [[ -n $HEARTBEAT_PID ]]; then
+    kill "$HEARTBEAT_PID" 2>/dev/null || true
+    wait "$HEARTBEAT_PID" 2>/dev/null || true   # 143: killed, as intended
+  fi
+  HEARTBEAT_PID=
+  return 0
+}
+
+[[ $EUID -eq 0 ]] || die "run as root (debootstrap, chroot and loop devices need it)"
+for tool in debootstrap qemu-img sfdisk mkfs.ext4 grub-install losetup sha256sum; do
+  command -v "$tool" >/dev/null || die "missing host tool: $tool"
+done
+[[ -d /usr/lib/grub/i386-pc ]] || die "missing /usr/lib/grub/i386-pc (install grub-pc-bin)"
+
+# The stamp covers the script and every input that changes the result.
+STAMP_VALUE=$( { cat "$SCRIPT"; echo "$SUITE $MIRROR $DISK_SIZE"; } | sha256sum | cut -d' ' -f1)
+if [[ $FORCE -eq 0 && -f $OUT && -f $OUT.stamp && $(cat "$OUT.stamp") == "$STAMP_VALUE" ]]; then
+  step "up to date: $OUT (stamp $STAMP_VALUE; --force rebuilds)"
+  exit 0
+fi
+
+mkdir -p "$CACHE/debian" "$(dirname "$OUT")"
+WORK=$(mktemp -d "$CACHE/debian/work.XXXXXX")
+ROOTFS=$WORK/rootfs
+MOUNTS=()   # mount points to undo, newest last
+LOOPS=()    # loop devices to detach
+
+cleanup() {
+  local rc=$?
+  heartbeat_stop
+  local i
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+    umount -l "${MOUNTS[i]}" 2>/dev/null || true
+  done
+  for ((i = ${#LOOPS[@]} - 1; i >= 0; i--)); do
+    losetup -d "${LOOPS[i]}" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$WORK"
+  rm -f "$OUT.tmp"
+  [[ $rc -eq 0 ]] || step "FAILED (exit $rc); mounts, loop devices and temp files cleaned up" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# chroot with the pseudo filesystems apt and maintainer scripts expect.
+chroot_mount() {
+  local d
+  for d in proc sys dev dev/pts; do
+    case $d in
+      proc) mount -t proc proc "$ROOTFS/proc" ;;
+      sys) mount -t sysfs sys "$ROOTFS/sys" ;;
+      dev) mount --bind /dev "$ROOTFS/dev" ;;
+      dev/pts) mount -t devpts devpts "$ROOTFS/dev/pts" -o newinstance,ptmxmode=0666 ;;
+    esac
+    MOUNTS+=("$ROOTFS/$d")
+  done
+}
+chroot_umount() {
+  local i
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+    umount "${MOUNTS[i]}"
+  done
+  MOUNTS=()
+}
+in_root() {
+  chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"
+}
+
+# Stage caches are plain tarballs of the root tree. A stage's key hashes its parent's key
+# and the stage function's own source, so editing a stage invalidates it and what follows.
+stage_key() { { echo "$2 $SUITE $MIRROR"; declare -f "$1"; } | sha256sum | cut -c1-16; }
+restore_stage() {
+  step "$(basename "$1"): cached, extracting"
+  rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
+  tar -C "$ROOTFS" --numeric-owner --xattrs --xattrs-include='*' -xpf "$1"
+}
+save_stage() {
+  step "$(basename "$1"): saving"
+  tar -C "$ROOTFS" --numeric-owner --xattrs --xattrs-include='*' -cf "$1.tmp" .
+  mv "$1.tmp" "$1"
+  # Keep one version of each stage: older ones only fill the disk.
+  local prefix; prefix=$(basename "$1" | cut -d- -f1)
+  find "$CACHE/debian" -maxdepth 1 -name "$prefix-*.tar" ! -name "$(basename "$1")" -delete
+}
+
+# ---- stage 1: debootstrap ----------------------------------------------------------
+stage_base() {
+  rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
+  debootstrap --variant=minbase --arch=amd64 \
+    --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+    "$SUITE" "$ROOTFS" "$MIRROR"
+}
+
+# ---- stage 2: packages --------------------------------------------------------------
+stage_packages() {
+  # deb822 sources with updates and security, so the image starts patched.
+  rm -f "$ROOTFS/etc/apt/sources.list"
+  cat >"$ROOTFS/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${MIRROR%/debian}/debian-security
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  # No recommends: keeps out ifupdown/netplan/NetworkManager and friends.
+  cat >"$ROOTFS/etc/apt/apt.conf.d/90devmachines" <<'EOF'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+EOF
+  # Services must not start inside the build chroot.
+  printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
+  chmod 755 "$ROOTFS/usr/sbin/policy-rc.d"
+  # Kernel symlinks in /boot (/boot/vmlinuz, /boot/initrd.img): grub.cfg points there,
+  # so a kernel upgrade inside the guest keeps booting without grub in the guest.
+  printf 'do_symlinks = yes\nlink_in_boot = yes\n' >"$ROOTFS/etc/kernel-img.conf"
+  # Small, fast initramfs: zstd; "most" modules so it also boots on non-virtio disks.
+  mkdir -p "$ROOTFS/etc/initramfs-tools/conf.d"
+  printf 'COMPRESS=zstd\n' >"$ROOTFS/etc/initramfs-tools/conf.d/devmachines"
+
+  chroot_mount
+  in_root apt-get update
+  in_root apt-get -y dist-upgrade
+  in_root apt-get -y install "${PACKAGES[@]}"
+  in_root apt-get -y --purge autoremove
+  in_root apt-get clean
+  chroot_umount
+  rm -f "$ROOTFS/usr/sbin/policy-rc.d"
+  rm -rf "$ROOTFS"/var/lib/apt/lists/*
+}
+
+# ---- stage 3: configuration (always runs; cheap) -------------------------------------
+configure() {
+  local uuid=$1 r=$ROOTFS
+
+  echo debian >"$r/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
+  # fsck pass 0: a journaled ext4 needs no boot-time fsck, and it costs seconds under TCG.
+  printf 'UUID=%s\t/\text4\tdefaults,discard,errors=remount-ro\t0\t0\n' "$uuid" >"$r/etc/fstab"
+  # Already C.UTF-8, so cloud-init's locale module has nothing to regenerate.
+  echo 'LANG=C.UTF-8' >"$r/etc/default/locale"
+
+  # cloud-init: only the NoCloud seed (then None), never probe metadata services.
+  # networkd is the only renderer and activator, so v2 configs (DHCP or static,
+  # matched by MAC) become /etc/systemd/network/10-cloud-init-*.network files.
+  cat >"$r/etc/cloud/cloud.cfg.d/90_devmachines.cfg" <<'EOF'
+# DevMachines: the launcher always provides a NoCloud seed (cidata).
+datasource_list: [ NoCloud, None ]
+datasource:
+  NoCloud:
+    fs_label: cidata
+# Keep /etc/hosts in step with the hostname from meta-data.
+manage_etc_hosts: true
+preserve_hostname: false
+# RSA host keys take seconds to generate under TCG and no current client needs them;
+# user-data may set ssh_genkeytypes to get them back.
+ssh_genkeytypes: [ ed25519, ecdsa ]
+system_info:
+  network:
+    renderers: [ networkd ]
+    activators: [ networkd ]
+EOF
+
+  # GRUB: no menu, serial + screen, boot at once. The kernel symlinks in /boot are
+  # maintained by the guest's kernel packages.
+  mkdir -p "$r/boot/grub"
+  cat >"$r/boot/grub/grub.cfg" <<EOF
+set default=0
+set timeout=0
+set timeout_style=hidden
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+search --no-floppy --fs-uuid --set=root $uuid
+menuentry 'Debian GNU/Linux 13 (trixie)' {
+  linux /boot/vmlinuz root=UUID=$uuid ro console=tty0 console=ttyS0,115200 quiet systemd.ssh_auto=no
+  initrd /boot/initrd.img
+}
+EOF
+
+  # networkd + resolved are the network stack; a serial getty makes the console usable.
+  # qemu-guest-agent needs no enabling: its udev rule starts it as soon as the
+  # org.qemu.guest_agent.0 virtio port appears (the check below keeps that true).
+  systemctl --root="$r" --quiet enable serial-getty@ttyS0.service \
+    systemd-networkd.service systemd-resolved.service
+  grep -q org.qemu.guest_agent.0 "$r/usr/lib/udev/rules.d/60-qemu-guest-agent.rules" ||
+    die "qemu-guest-agent udev rule not found: enable the service another way"
+  ln -sf ../run/systemd/resolve/stub-resolv.conf "$r/etc/resolv.conf"
+
+  # First-boot identity: cloud-init makes host keys, systemd makes the machine-id.
+  rm -f "$r"/etc/ssh/ssh_host_*
+  : >"$r/etc/machine-id"
+  rm -f "$r/var/lib/dbus/machine-id"
+  passwd -R "$r" -l root >/dev/null
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb
+  rm -rf "$r"/var/lib/cloud/* "$r"/var/log/*.log "$r"/tmp/* "$r"/var/tmp/*
+}
+
+# ---- main ---------------------------------------------------------------------------
+step "building $OUT (suite $SUITE, mirror $MIRROR, disk $DISK_SIZE)"
+BASE_TAR=$CACHE/debian/base-$(stage_key stage_base none).tar
+PKGS_TAR=$CACHE/debian/pkgs-$(stage_key stage_packages "$BASE_TAR ${PACKAGES[*]}").tar
+if [[ -f $PKGS_TAR ]]; then
+  restore_stage "$PKGS_TAR"
+else
+  if [[ -f $BASE_TAR ]]; then
+    restore_stage "$BASE_TAR"
+  else
+    step "debootstrap: $SUITE minbase from $MIRROR"
+    stage_base
+    save_stage "$BASE_TAR"
+  fi
+  step "packages: ${PACKAGES[*]}"
+  stage_packages
+  save_stage "$PKGS_TAR"
+fi
+
+UUID=$(cat /proc/sys/kernel/random/uuid)
+step "configure: root fs UUID $UUID"
+configure "$UUID"
+
+# ---- stage 4: disk -------------------------------------------------------------------
+# GPT: partition 1 = BIOS boot (GRUB core.img), partition 2 = root, last, so growpart
+# can extend it to the end of a bigger overlay.
+RAW=$WORK/disk.raw
+truncate -s "$DISK_SIZE" "$RAW"
+step "partition: GPT, bios_grub + root on $DISK_SIZE"
+sfdisk --quiet --label gpt "$RAW" <<'EOF'
+start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, name=bios
+start=4096, type=0FC63DAF-8483-4772-8E3D-0DA4EC7FDE3B, name=root
+EOF
+read -r PART_START PART_SECTORS < <(sfdisk --dump "$RAW" |
+  sed -n 's/.*start= *\([0-9]*\), *size= *\([0-9]*\), *type=0FC63DAF.*/\1 \2/p')
+[[ -n ${PART_SECTORS:-} ]] || die "could not read the root partition from the partition table"
+
+# mkfs.ext4 -d fills the filesystem from the directory straight into the image at the
+# partition offset: no mount needed. metadata_csum_seed and orphan_file are switched off
+# explicitly (newer mke2fs defaults) because older GRUB cannot read metadata_csum_seed.
+step "mkfs.ext4: root filesystem from rootfs ($(du -sh "$ROOTFS" | cut -f1))"
+heartbeat_start "writing the root filesystem"
+mkfs.ext4 -q -F -L root -U "$UUID" -O ^orphan_file,^metadata_csum_seed \
+  -E offset=$((PART_START * 512)),root_owner=0:0 -d "$ROOTFS" \
+  "$RAW" "$((PART_SECTORS / 2))k"
+heartbeat_stop
+
+# grub-install needs the whole disk as a block device and the filesystem mounted.
+# losetup -P makes no partition nodes here, so the partition gets its own loop device.
+step "grub-install: i386-pc into the bios_grub partition"
+DISK_LOOP=$(losetup --find --show "$RAW"); LOOPS+=("$DISK_LOOP")
+PART_LOOP=$(losetup --find --show --offset $((PART_START * 512)) \
+  --sizelimit $((PART_SECTORS * 512)) "$RAW"); LOOPS+=("$PART_LOOP")
+MNT=$WORK/mnt; mkdir -p "$MNT"
+mount "$PART_LOOP" "$MNT"; MOUNTS+=("$MNT")
+grub-install --target=i386-pc --boot-directory="$MNT/boot" \
+  --modules="part_gpt ext2 search_fs_uuid serial" --no-floppy "$DISK_LOOP"
+grep -q "$UUID" "$MNT/boot/grub/grub.cfg" || die "grub.cfg missing in the image"
+umount "$MNT"; MOUNTS=()
+losetup -d "$PART_LOOP"; losetup -d "$DISK_LOOP"; LOOPS=()
+
+step "qemu-img convert -c (zstd) -> $OUT"
+heartbeat_start "compressing"
+qemu-img convert -c -O qcow2 -o compression_type=zstd "$RAW" "$OUT.tmp"
+heartbeat_stop
+mv "$OUT.tmp" "$OUT"
+echo "$STAMP_VALUE" >"$OUT.stamp"
+step "done: $OUT ($(du -h "$OUT" | cut -f1) on disk, virtual $DISK_SIZE)"
