@@ -8,7 +8,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { TestContext } from "node:test";
 import { promisify } from "node:util";
 import { docker } from "../sdk/src/index.js";
@@ -190,7 +190,7 @@ export class SecondEngine {
     }
     this.process = undefined;
     await run("ip", ["link", "del", this.bridge]).catch(() => undefined);
-    await rm(this.dataRoot, { recursive: true, force: true }).catch(() => undefined);
+    await rm(dirname(this.dataRoot), { recursive: true, force: true }).catch(() => undefined);
     await rm(this.base, { recursive: true, force: true }).catch(() => undefined);
   }
 }
