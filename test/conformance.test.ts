@@ -24,12 +24,17 @@ import {
   type ContainerSpec,
   type DockerOptions,
 } from "../sdk/src/index.js";
-import { freePort, gate, generateKey, log, MACHINE_IMAGE, SecondEngine, ssh, type SshKey } from "./conformance-helpers.js";
+import { SecondEngine } from "./secondEngine.js";
+import { e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, ssh, type KeyPair } from "./support.js";
+
+function log(message: string): void {
+  console.log(`[conformance ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
 
 const BOOT_TIMEOUT_MS = 6 * 60_000;
 
 /** Guest settings for tests: small, TCG (this machine's KVM cannot run ordinary guests), fast to give up. */
-const guest = (key: SshKey) => ({
+const guest = (key: KeyPair) => ({
   image: MACHINE_IMAGE,
   cpu: 2,
   memory: "1G",
@@ -61,8 +66,8 @@ async function boot(spec: ContainerSpec, options: DockerOptions = {}): Promise<n
 }
 
 test("a DevMachine's container description boots on the Docker Engine and lets us in over SSH", { timeout: BOOT_TIMEOUT_MS + 120_000 }, async (t) => {
-  if (!(await gate(t))) return;
-  const key = await generateKey();
+  if (!(await e2eAvailable(t))) return;
+  const key = await makeKeyPair();
   const spec = containerSpec("dm-test-single", {
     ...guest(key),
     user: "tester",
@@ -85,7 +90,7 @@ test("a DevMachine's container description boots on the Docker Engine and lets u
     assert.equal(inspect.Mounts[0]?.Name, "dm-test-single-disk");
 
     const port = await publishedPort(spec.name, 22);
-    const out = await ssh(key, "tester", "127.0.0.1", port, "id -un; hostname; cat /etc/dm-conformance; echo; sudo -n true && echo sudo-ok");
+    const out = await ssh({ host: "127.0.0.1", port, user: "tester", key }, "id -un; hostname; cat /etc/dm-conformance; echo; sudo -n true && echo sudo-ok");
     assert.deepEqual(out.split("\n"), ["tester", "dm-test-single", "from-user-data", "sudo-ok"]);
     log(`single machine: healthy after ${seconds} s, SSH on 127.0.0.1:${port} answered ${JSON.stringify(out)}`);
   } catch (error) {
@@ -98,8 +103,8 @@ test("a DevMachine's container description boots on the Docker Engine and lets u
 });
 
 test("a DevMachineGroup placed over two Docker Engines boots on both and each machine answers SSH", { timeout: 2 * BOOT_TIMEOUT_MS + 300_000 }, async (t) => {
-  if (!(await gate(t))) return;
-  const key = await generateKey();
+  if (!(await e2eAvailable(t))) return;
+  const key = await makeKeyPair();
   const engine = new SecondEngine();
   const hosts = [
     { name: "first", host: "unix:///var/run/docker.sock" },
@@ -134,7 +139,7 @@ test("a DevMachineGroup placed over two Docker Engines boots on both and each ma
       assert.ok(inspect.NetworkSettings.Networks["dm-test-grp"], `${spec.name} joined the group's network on ${machine.hostName}`);
       assert.equal(inspect.Config.Labels["dev.devmachines.host"], machine.hostName);
       const port = spec.access.sshPort!;
-      const out = await ssh(key, "dev", spec.access.sshHost!, port, "hostname; grep MemTotal /proc/meminfo");
+      const out = await ssh({ host: spec.access.sshHost!, port, user: "dev", key }, "hostname; grep MemTotal /proc/meminfo");
       assert.equal(out.split("\n")[0], spec.hostname);
       log(`${spec.name} on ${machine.hostName}: SSH 127.0.0.1:${port} -> ${JSON.stringify(out)}`);
     }

@@ -11,7 +11,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { waitHealthy } from "../sdk/src/run.js";
 import {
-  BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, type KeyPair,
+  BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, type KeyPair,
 } from "./support.js";
 
 const exec = promisify(execFile);
@@ -176,14 +176,16 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     if (!(await e2eAvailable(t))) return;
     const compose = fileURLToPath(new URL("../examples/compose.yaml", import.meta.url));
     const project = "dm-test-compose";
-    const run = (args: string[]) => exec("docker-compose", ["-p", project, "-f", compose, ...args], { env: { ...process.env, SSH_KEYS: key.publicKey } });
+    const sshPort = await freePort();
+    const env = { ...process.env, SSH_KEYS: key.publicKey, SSH_PORT: String(sshPort) };
+    const run = (args: string[]) => exec("docker-compose", ["-p", project, "-f", compose, ...args], { env });
     after(() => run(["down", "--volumes", "--timeout", "90"]).catch(() => undefined));
     await run(["up", "-d"]);
     const { stdout } = await run(["ps", "-q"]);
     const id = stdout.trim();
     assert.ok(id, "compose started the service");
     await waitHealthy(id, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress("compose") });
-    const port = await publishedPort(id, "22/tcp");
-    assert.equal(await ssh({ host: "127.0.0.1", port, user: "dev", key }, "whoami"), "dev");
+    assert.equal(await publishedPort(id, "22/tcp"), sshPort, "SSH_PORT chose the published port");
+    assert.equal(await ssh({ host: "127.0.0.1", port: sshPort, user: "dev", key }, "whoami"), "dev");
   });
 });

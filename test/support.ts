@@ -9,6 +9,7 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { TestContext } from "node:test";
@@ -98,8 +99,17 @@ export async function ssh(target: SshTarget, command: string, timeoutMs = 60_000
     options.push("-i", target.key.privateKey, "-o", "IdentitiesOnly=yes");
   }
   try {
-    const { stdout } = await exec("ssh", [...options, `${target.user}@${target.host}`, command], { env, timeout: timeoutMs });
-    return stdout.trim();
+    // Exit code 255 is ssh's own failure (connection, authentication): sshd may be restarting
+    // at the end of cloud-init, so try again a few times. A failing command fails at once.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { stdout } = await exec("ssh", [...options, `${target.user}@${target.host}`, command], { env, timeout: timeoutMs });
+        return stdout.trim();
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== 255 || attempt === 3) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+      }
+    }
   } finally {
     if (askpassDir) await rm(askpassDir, { recursive: true, force: true });
   }
@@ -111,6 +121,18 @@ export async function publishedPort(container: string, containerPort: string): P
   const match = /:(\d+)\s*$/m.exec(out.split("\n")[0]!);
   if (!match) throw new Error(`${container} publishes no ${containerPort}: ${out}`);
   return Number(match[1]);
+}
+
+/** A TCP port nobody listens on right now, for a fixed published port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** Removes containers, volumes and networks by name, ignoring what is already gone. */

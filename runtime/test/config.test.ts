@@ -98,6 +98,10 @@ test("USERS adds several users; errors point inside the JSON", () => {
   assert.ok(onlyUsers.ok, "USERS alone is enough");
 
   assert.match(issuesOf(parseConfig({ ...base, USERS: "[{" }, noFiles)), /USERS is not valid JSON/);
+  const fromFile = parseConfig({ CPU: "1", MEMORY: "512M", STORAGE: "8G", USERS_FILE: "/run/secrets/users" }, (path) => (path === "/run/secrets/users" ? users : undefined));
+  assert.ok(fromFile.ok, "USERS_FILE reads the same JSON from a file (passwords stay out of the environment)");
+  assert.deepEqual(fromFile.config.users.map((user) => user.name), ["alice", "bob"]);
+  assert.match(issuesOf(parseConfig({ ...base, USERS_FILE: "/run/secrets/users" }, () => "[{")), /USERS_FILE is not valid JSON/);
   assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"x","sshKeys":["nope"],"shell":"/bin/sh"}]' }, noFiles)), /USERS\[0\]\.sshKeys\[0\] key "nope"/);
   assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"x","shell":"/bin/sh"}]' }, noFiles)), /USERS\[0\]/);
   assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"dev","password":"x"}]' }, noFiles)), /names the user "dev" twice/);

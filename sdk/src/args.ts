@@ -54,7 +54,7 @@ export type RestartPolicy = (typeof RestartPolicy)[keyof typeof RestartPolicy];
 export interface UserArgs {
   /** Linux user name: a lowercase letter or _, then up to 31 of a-z 0-9 _ -; not root. */
   name: string;
-  /** Password for console and SSH password login. Kept secret; sent to the container as a file for the first user. Prefer `passwordHash` for extra users: their entries travel in the USERS variable, which `docker inspect` shows (the component then marks the environment secret). */
+  /** Password for console and SSH password login. Kept secret; sent to the container as a file for the first user. Extra users travel in a file too (USERS_FILE), never in the environment. */
   password?: string;
   /** A crypt(3) hash as /etc/shadow holds it (`mkpasswd -m sha-512`), instead of `password`. */
   passwordHash?: string;

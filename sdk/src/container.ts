@@ -18,7 +18,7 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
     name: spec.name,
     image: spec.image,
     hostname: spec.hostname,
-    envs: spec.apply((s) => secretIf(envList(s.env), s.envSecret)),
+    envs: spec.apply((s) => envList(s.env)),
     uploads: spec.apply((s) =>
       secretIf(
         s.files.map((file) => ({ file: file.path, content: file.content, permissions: file.mode })),

@@ -85,8 +85,6 @@ export interface ContainerSpec {
   image: string;
   hostname: string;
   env: Record<string, string>;
-  /** Environment holds a secret (plaintext passwords inside USERS); Pulumi then marks it secret. */
-  envSecret: boolean;
   files: SpecFile[];
   devices: string[];
   capAdd: string[];
@@ -147,6 +145,7 @@ const ARGUMENT_OF: Record<string, string> = {
   SSH_KEYS: "sshKeys",
   SSH_KEYS_FILE: "sshKeys",
   USERS: "users",
+  USERS_FILE: "users",
   NETWORK: "network",
   PORTS: "ports",
   VNC: "vnc",
@@ -201,10 +200,10 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
   } else if (settings.password !== undefined || settings.passwordHash !== undefined || settings.sshKeys?.length) {
     issues.push({ variable: "USER", message: "is required when password, passwordHash or sshKeys is set: they belong to that user" });
   }
-  let envSecret = false;
   if (users.length > 0) {
-    env.USERS = JSON.stringify(users);
-    envSecret = users.some((entry) => entry.password !== undefined);
+    // A file, like PASSWORD_FILE: plaintext passwords must not show in `docker inspect`.
+    env.USERS_FILE = `${SECRETS_DIR}/users.json`;
+    files.push({ path: env.USERS_FILE, content: JSON.stringify(users), mode: "0400", secret: users.some((entry) => entry.password !== undefined) });
   }
 
   const forwards: string[] = [];
@@ -269,7 +268,6 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     image: settings.image ?? DEFAULT_IMAGE,
     hostname: env.HOSTNAME!,
     env,
-    envSecret,
     files,
     // /dev/kvm for speed (the launcher falls back to TCG when it does not work), /dev/net/tun for BRIDGE's TAP.
     devices: ["/dev/kvm", "/dev/net/tun"],

@@ -93,11 +93,15 @@ test("secrets stay secret: the password upload is secret, the rest of the contai
   assert.equal(await pulumi.isSecret(args.envs as pulumi.Output<unknown>), false);
   assert.equal(await pulumi.isSecret(args.ports as pulumi.Output<unknown>), false);
 
-  // Plaintext passwords of extra users can only travel in USERS: then the environment is secret too.
-  const many = containerArgs(pulumi.output(containerSpec("many", { users: [{ name: "ann", password: "pw-of-ann" }, { name: "ben", sshKeys: [KEY] }] })));
-  assert.equal(await pulumi.isSecret(many.envs as pulumi.Output<unknown>), true);
+  // Extra users travel in a file too, secret when one of them has a plaintext password.
+  const manySpec = containerSpec("many", { users: [{ name: "ann", password: "pw-of-ann" }, { name: "ben", sshKeys: [KEY] }] });
+  assert.equal(manySpec.env.USERS, undefined);
+  assert.ok(!JSON.stringify(manySpec.env).includes("pw-of-ann"), "no password in the environment");
+  const many = containerArgs(pulumi.output(manySpec));
+  assert.equal(await pulumi.isSecret(many.envs as pulumi.Output<unknown>), false);
+  assert.equal(await pulumi.isSecret(many.uploads as pulumi.Output<unknown>), true);
   const hashed = containerArgs(pulumi.output(containerSpec("hashed", { users: [{ name: "ann", passwordHash: "$6$salt$abc" }] })));
-  assert.equal(await pulumi.isSecret(hashed.envs as pulumi.Output<unknown>), false);
+  assert.equal(await pulumi.isSecret(hashed.uploads as pulumi.Output<unknown>), false);
 });
 
 test("a secret input does not make the machine's outputs secret, and the component's own outputs hide no password", async () => {

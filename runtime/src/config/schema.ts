@@ -68,7 +68,7 @@ export const DEFAULTS = {
 } as const;
 
 /** Variables whose values are secret: never echoed in messages. */
-const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "USERS"]);
+const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "USERS", "USERS_FILE"]);
 
 export interface ConfigIssue {
   /** The variable, with a path inside it for JSON values (`USERS[0].name`). */
@@ -140,12 +140,12 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   const sshKeysText = fromFile("SSH_KEYS");
   const sshKeys = sshKeysText === undefined ? undefined : splitSshKeys(sshKeysText, value("SSH_KEYS_FILE") ? "\n" : ",");
   let usersJson: unknown;
-  const usersText = value("USERS");
+  const usersText = fromFile("USERS");
   if (usersText !== undefined) {
     try {
       usersJson = JSON.parse(usersText);
     } catch {
-      issues.push({ variable: "USERS", message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
+      issues.push({ variable: value("USERS_FILE") ? "USERS_FILE" : "USERS", message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
     }
   }
   const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);

@@ -1,110 +1,15 @@
 /**
- * Helpers for the conformance tests: the gate that skips loudly (or fails when
- * DEVMACHINES_E2E=required), SSH with a throwaway key, free ports, and a second
- * Docker Engine beside the first that stands in for a second host.
+ * A second Docker Engine beside the first on this machine, standing in for a
+ * second host in the conformance tests of groups placed over several hosts.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { TestContext } from "node:test";
 import { promisify } from "node:util";
 import { docker } from "../sdk/src/index.js";
 
 const run = promisify(execFile);
-export const MACHINE_IMAGE = process.env.DEVMACHINES_IMAGE ?? "devmachines/debian:13";
-export const REQUIRED = process.env.DEVMACHINES_E2E === "required";
-
-/** Why the conformance tests cannot run here, or undefined when they can. */
-export async function missingPrerequisite(): Promise<string | undefined> {
-  try {
-    await docker(["info", "--format", "{{.ServerVersion}}"]);
-  } catch (error) {
-    return `no Docker Engine reachable (${(error as Error).message.split("\n")[0]})`;
-  }
-  try {
-    await docker(["image", "inspect", "--format", "{{.Id}}", MACHINE_IMAGE]);
-  } catch {
-    return `the machine image ${MACHINE_IMAGE} does not exist (build it with npm run images)`;
-  }
-  for (const tool of ["ssh", "ssh-keygen"]) {
-    try {
-      await run("which", [tool]);
-    } catch {
-      return `${tool} is not installed`;
-    }
-  }
-  return undefined;
-}
-
-/** Skips the test with a loud reason, or throws when the environment says the tests are required. */
-export async function gate(t: TestContext): Promise<boolean> {
-  const missing = await missingPrerequisite();
-  if (missing === undefined) return true;
-  const message = `CONFORMANCE TEST SKIPPED: ${missing}. Set DEVMACHINES_E2E=required to make this a failure.`;
-  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required but ${missing}`);
-  console.warn(`\n*** ${message} ***\n`);
-  t.skip(message);
-  return false;
-}
-
-export function log(message: string): void {
-  console.log(`[conformance ${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-
-export interface SshKey {
-  dir: string;
-  privateKey: string;
-  publicKey: string;
-}
-
-export async function generateKey(): Promise<SshKey> {
-  const dir = await mkdtemp(join(tmpdir(), "dm-test-ssh-"));
-  const privateKey = join(dir, "id_ed25519");
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "dm-test@conformance", "-f", privateKey]);
-  return { dir, privateKey, publicKey: (await readFile(`${privateKey}.pub`, "utf8")).trim() };
-}
-
-/** Runs a command in the guest over SSH; a few retries cover sshd restarting at the end of cloud-init. */
-export async function ssh(key: SshKey, user: string, host: string, port: number, command: string): Promise<string> {
-  const args = [
-    "-i", key.privateKey,
-    "-p", String(port),
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "BatchMode=yes",
-    "-o", "ConnectTimeout=15",
-    "-o", "LogLevel=ERROR",
-    `${user}@${host}`,
-    command,
-  ];
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    try {
-      const { stdout } = await run("ssh", args, { timeout: 60_000 });
-      return stdout.trim();
-    } catch (error) {
-      lastError = error;
-      log(`ssh ${user}@${host}:${port} attempt ${attempt} failed: ${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, 5000));
-    }
-  }
-  throw lastError;
-}
-
-/** A TCP port nobody listens on right now (two engines must not both pick the same ephemeral port). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A second Docker Engine on this machine: own data root, exec root (and so its own managed
