@@ -111,13 +111,12 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     const hostKey = await ssh(one, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     const sizeBefore = await rootBytes(one);
 
-    const stopped = Date.now();
+    // Exit code 0 (not 4, killed after the grace period) is the proof of a clean power-off.
     await docker(["stop", "-t", "90", first]);
-    const stopSeconds = (Date.now() - stopped) / 1000;
     assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", first]), "0", "the guest powered off cleanly");
-    assert.ok(stopSeconds < 90, `stopped within the grace period (${stopSeconds.toFixed(0)} s)`);
     const stopLogs = (await exec("docker", ["logs", first])).stderr;
     assert.match(stopLogs, /SIGTERM received: asking the guest to power off/);
+    assert.match(stopLogs, /QEMU exited cleanly \(the guest powered off\)/);
     await docker(["rm", first]);
 
     const two = await start(second, "8G");
