@@ -68,6 +68,8 @@ ethernets:
     dhcp4: true
 EOF
 else
+  # cloud-init 25.1 (trixie) rejects "to: default" unless netplan renders the config
+  # ("Address default is not a valid ip address"): write 0.0.0.0/0 instead.
   cat >"$T/network-config" <<EOF
 version: 2
 ethernets:
@@ -77,7 +79,7 @@ ethernets:
     set-name: eth0
     addresses: [10.0.2.15/24]
     routes:
-      - to: default
+      - to: 0.0.0.0/0
         via: 10.0.2.2
     nameservers:
       addresses: [10.0.2.3]
@@ -146,6 +148,7 @@ check "ssh host keys made at first boot" 'ls /etc/ssh/ssh_host_ed25519_key.pub'
 check "machine-id set" 'test -s /etc/machine-id && cat /etc/machine-id'
 check "failed units" 'systemctl --failed --no-legend | tee /dev/stderr | wc -l | grep -x 0'
 check "boot time" 'systemd-analyze 2>/dev/null | head -1'
+"${SSH[@]}" 'systemd-analyze critical-chain --no-pager ssh.service cloud-final.service 2>/dev/null | grep -v "^The time"' 2>/dev/null | sed 's/^/       /' || true
 
 # Guest agent: the launcher talks to it over this port. Keep the connection open a few
 # seconds: under TCG the reply comes after socat would otherwise have hung up.
