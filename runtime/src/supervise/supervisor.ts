@@ -305,9 +305,13 @@ export class QemuSupervisor {
         void checkStatus(qmp); // the VM may have stopped before we connected
       })
       .catch((error: Error) => {
-        if (!run.exited && !connectAbort.signal.aborted) {
-          this.log(`cannot talk to QEMU over QMP (${error.message}); power-down on SIGTERM will not work`);
-        }
+        // A QEMU that is dying (e.g. a failed KVM start) drops QMP a moment before its exit is
+        // seen: only complain about a QEMU that is still running after that moment.
+        setTimeout(() => {
+          if (!run.exited && !connectAbort.signal.aborted) {
+            this.log(`cannot talk to QEMU over QMP (${error.message}); power-down on SIGTERM will not work`);
+          }
+        }, 1000).unref();
       });
 
     const result = await child;
