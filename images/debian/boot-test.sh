@@ -117,7 +117,9 @@ while [[ -z $SSH_AT || -z $READY_AT ]]; do
     READY_AT=$(since); echo "boot-test[$MODE]: final_message after ${READY_AT}s: $(grep -a "$READY after" "$T/serial.log" | tr -d '\r')"
   fi
   if (( ${START%.*} + BOOT_TIMEOUT < $(date +%s) )); then
-    echo "timeout after ${BOOT_TIMEOUT}s; serial tail:" >&2; tail -60 "$T/serial.log" >&2; exit 1
+    cp "$T/serial.log" "/tmp/dm-boot-test-$MODE.serial.log"
+    echo "timeout after ${BOOT_TIMEOUT}s; serial log kept in /tmp/dm-boot-test-$MODE.serial.log; tail:" >&2
+    tail -60 "$T/serial.log" >&2; exit 1
   fi
   sleep 1
 done
