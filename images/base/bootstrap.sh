@@ -16,6 +16,8 @@ TAG="${BASE_TAG:-debian:trixie-slim}"
 SUITE=trixie
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../debian-sources.sh
+source "$ROOT/images/debian-sources.sh"
 CACHE_DIR="$ROOT/.cache/base"
 TARBALL="$CACHE_DIR/debian-$SUITE-minbase.tar.gz"
 FORCE=0
@@ -64,21 +66,7 @@ if [[ $FORCE == 1 || ! -s "$TARBALL" ]]; then
   [[ -x "$ROOTFS/usr/bin/apt-get" ]] || { echo "bootstrap: debootstrap failed (no apt-get in rootfs)" >&2; exit 1; }
 
   log "configuring apt sources and slim-image defaults"
-  # Same sources as the official image, in deb822 form.
-  rm -f "$ROOTFS/etc/apt/sources.list"
-  cat > "$ROOTFS/etc/apt/sources.list.d/debian.sources" <<SOURCES
-Types: deb
-URIs: $MIRROR
-Suites: $SUITE $SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: $SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
+  write_debian_sources "$ROOTFS" "$MIRROR" "$SUITE"
   # Like the official slim image: no docs/man/locales from later installs, no package cache,
   # and no daemons started by maintainer scripts during `docker build`.
   cat > "$ROOTFS/etc/dpkg/dpkg.cfg.d/docker" <<'DPKG'

@@ -21,6 +21,8 @@ set -Eeuo pipefail
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
 REPO_ROOT=$(cd "$(dirname "$SCRIPT")/../.." && pwd)
+# shellcheck source=../debian-sources.sh
+source "$REPO_ROOT/images/debian-sources.sh"
 CACHE=${CACHE_DIR:-$REPO_ROOT/.cache}
 OUT=$CACHE/images/debian-13.qcow2
 SUITE=trixie
@@ -74,7 +76,7 @@ done
 [[ -d /usr/lib/grub/i386-pc ]] || die "missing /usr/lib/grub/i386-pc (install grub-pc-bin)"
 
 # The stamp covers the script and every input that changes the result.
-STAMP_VALUE=$( { cat "$SCRIPT"; echo "$SUITE $MIRROR $DISK_SIZE"; } | sha256sum | cut -d' ' -f1)
+STAMP_VALUE=$( { cat "$SCRIPT" "$REPO_ROOT/images/debian-sources.sh"; echo "$SUITE $MIRROR $DISK_SIZE"; } | sha256sum | cut -d' ' -f1)
 if [[ $FORCE -eq 0 && -f $OUT && -f $OUT.stamp && $(cat "$OUT.stamp") == "$STAMP_VALUE" ]]; then
   step "up to date: $OUT (stamp $STAMP_VALUE; --force rebuilds)"
   exit 0
@@ -156,20 +158,7 @@ stage_base() {
 # ---- stage 2: packages --------------------------------------------------------------
 stage_packages() {
   # deb822 sources with updates and security, so the image starts patched.
-  rm -f "$ROOTFS/etc/apt/sources.list"
-  cat >"$ROOTFS/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $MIRROR
-Suites: $SUITE $SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: ${MIRROR%/debian}/debian-security
-Suites: $SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  write_debian_sources "$ROOTFS" "$MIRROR" "$SUITE"
   # No recommends: keeps out ifupdown/netplan/NetworkManager and friends.
   cat >"$ROOTFS/etc/apt/apt.conf.d/90devmachines" <<'EOF'
 APT::Install-Recommends "false";
