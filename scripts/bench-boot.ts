@@ -33,7 +33,7 @@ import { rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { parseArgs, promisify } from "node:util";
 import { defaultMachineSettings } from "../sdk/src/defaults.js";
-import { docker, waitHealthy } from "../sdk/src/run.js";
+import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, makeKeyPair, publishedPort, removeAll, ssh, type KeyPair } from "../test/support.js";
 
 const exec = promisify(execFile);
@@ -97,14 +97,11 @@ function options() {
 }
 
 /** Both streams of `docker logs`: the serial console (stdout) and the launcher's lines (stderr). */
-async function containerLogs(name: string, tail?: number): Promise<string> {
-  const args = ["logs", ...(tail ? ["--tail", String(tail)] : []), name];
-  try {
-    const { stdout, stderr } = await exec("docker", args, { maxBuffer: 64 * 1024 * 1024 });
-    return `${stdout}\n${stderr}`;
-  } catch (error) {
-    return `(docker logs failed: ${(error as Error).message})`;
-  }
+async function logsOf(name: string, tail?: number): Promise<string> {
+  return containerLogs(name, tail ? { tail } : {}).then(
+    (both) => `${both.console}\n${both.launcher}`,
+    (error: Error) => `(docker logs failed: ${error.message})`,
+  );
 }
 
 function lastMatch(logs: string, pattern: RegExp): RegExpExecArray | undefined {
@@ -147,7 +144,7 @@ async function boot(spec: BootSpec, run: number, key: KeyPair): Promise<BootResu
       "--env", "EPHEMERAL=true", "--env", `ACCEL=${spec.accel}`,
       spec.image,
     ]);
-    const port = await publishedPort(name, "22/tcp");
+    const port = await publishedPort(name, 22);
 
     // Probe SSH beside the health wait: the first command that succeeds, whenever that is.
     const sshProbe = (async () => {
@@ -170,7 +167,7 @@ async function boot(spec: BootSpec, run: number, key: KeyPair): Promise<BootResu
         const waited = seconds(started);
         if (waited - lastPrinted < 15) return;
         lastPrinted = waited;
-        void containerLogs(name, 200).then((logs) => {
+        void logsOf(name, 200).then((logs) => {
           const last = lastMatch(logs, /devmachines: (.*)$/)?.[1] ?? "-";
           say(`${tag} ${waited.toFixed(0)} s: ${status}, health ${health}, ssh ${result.firstSsh !== undefined ? "answered" : "not yet"}; launcher: ${last}`);
         });
@@ -187,7 +184,7 @@ async function boot(spec: BootSpec, run: number, key: KeyPair): Promise<BootResu
     probing = false;
     await Promise.race([sshProbe, sleep(35_000)]);
 
-    const logs = await containerLogs(name);
+    const logs = await logsOf(name);
     result.actualAccel = lastMatch(logs, /devmachines: started QEMU \(pid \d+\) under (\S+)/)?.[1];
     const cloudInit = lastMatch(logs, /devmachines: cloud-init finished after (\d+) s/)?.[1];
     const ready = lastMatch(logs, /devmachines: ready after (\d+) s/)?.[1];
@@ -199,7 +196,7 @@ async function boot(spec: BootSpec, run: number, key: KeyPair): Promise<BootResu
     probing = false;
     result.error = (error as Error).message.split("\n")[0];
     say(`${tag} FAILED: ${(error as Error).message}`);
-    const tailLines = (await containerLogs(name, 40)).split("\n").filter((line) => line.trim()).slice(-40);
+    const tailLines = (await logsOf(name, 40)).split("\n").filter((line) => line.trim()).slice(-40);
     console.log(`${tag} last log lines of ${name} (console and launcher):\n  ${tailLines.join("\n  ")}`);
   } finally {
     probing = false;

@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { test } from "node:test";
 import {
+  containerLogs,
   containerSpec,
   docker,
   groupContainerSpecs,
@@ -94,7 +95,7 @@ test("a DevMachine's container description boots on the Docker Engine and lets u
     assert.deepEqual(out.split("\n"), ["tester", "dm-test-single", "from-user-data", "sudo-ok"]);
     log(`single machine: healthy after ${seconds} s, SSH on 127.0.0.1:${port} answered ${JSON.stringify(out)}`);
   } catch (error) {
-    log(`logs of ${spec.name}:\n${await docker(["logs", "--tail", "40", spec.name]).catch((e: Error) => e.message)}`);
+    log(`logs of ${spec.name}:\n${await containerLogs(spec.name, { tail: 40 }).then((logs) => logs.launcher + logs.console, (e: Error) => e.message)}`);
     throw error;
   } finally {
     await removeContainerSpec(spec, { volumes: "all", networks: true });

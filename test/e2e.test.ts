@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { waitHealthy } from "../sdk/src/run.js";
+import { containerLogs, waitHealthy } from "../sdk/src/run.js";
 import {
   BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, type KeyPair,
 } from "./support.js";
@@ -46,7 +46,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
       ...envArgs({ CPU: "2", MEMORY: "1G", STORAGE: "6G", USER: "dev", SSH_KEYS: key.publicKey, PASSWORD: "correct horse", PORTS: "8000:8000", USER_DATA: userData }),
       MACHINE_IMAGE,
     ]);
-    const sshPort = await publishedPort(name, "22/tcp");
+    const sshPort = await publishedPort(name, 22);
     const target = { host: "127.0.0.1", port: sshPort, user: "dev", key };
 
     // While the container is not healthy, cloud-init must not be done yet: poll both.
@@ -70,7 +70,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     assert.equal(await ssh(target, "cat /srv/www/index.html"), "hello from the guest", "USER_DATA write_files took effect");
     assert.equal(await ssh(target, "test -f /var/tmp/runcmd-ran && echo yes"), "yes", "USER_DATA runcmd took effect");
 
-    const webPort = await publishedPort(name, "8000/tcp");
+    const webPort = await publishedPort(name, 8000);
     let body = "";
     for (let attempt = 0; attempt < 20 && body === ""; attempt++) {
       body = await fetch(`http://127.0.0.1:${webPort}/`).then((response) => response.text(), () => "");
@@ -78,8 +78,8 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     }
     assert.equal(body, "hello from the guest", "the PORTS forward reaches a service in the guest");
 
-    const logs = await docker(["logs", name]).catch((error: Error) => error.message);
-    const allLogs = (await exec("docker", ["logs", name])).stderr + logs;
+    const logs = await containerLogs(name);
+    const allLogs = `${logs.launcher}${logs.console}`;
     if (BROKEN_KVM) {
       assert.match(allLogs, /KVM cannot run this guest.*restarting the VM under TCG/s, "ACCEL=auto noticed the broken KVM and fell back");
       assert.match(allLogs, /started QEMU \(pid \d+\) under TCG/);
@@ -102,7 +102,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
         MACHINE_IMAGE,
       ]);
       await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress(name) });
-      return { host: "127.0.0.1", port: await publishedPort(name, "22/tcp"), user: "dev", key };
+      return { host: "127.0.0.1", port: await publishedPort(name, 22), user: "dev", key };
     };
     const rootBytes = (target: Awaited<ReturnType<typeof start>>) => ssh(target, "df --output=size -B1 / | tail -1").then(Number);
 
@@ -114,7 +114,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     // Exit code 0 (not 4, killed after the grace period) is the proof of a clean power-off.
     await docker(["stop", "-t", "90", first]);
     assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", first]), "0", "the guest powered off cleanly");
-    const stopLogs = (await exec("docker", ["logs", first])).stderr;
+    const stopLogs = (await containerLogs(first)).launcher;
     assert.match(stopLogs, /SIGTERM received: asking the guest to power off/);
     assert.match(stopLogs, /QEMU exited cleanly \(the guest powered off\)/);
     await docker(["rm", first]);
@@ -138,8 +138,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
       MACHINE_IMAGE,
     ]).catch(() => undefined);
     assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "2");
-    const { stderr } = await exec("docker", ["logs", name]);
-    assert.match(stderr, /CPU="lots" must be a whole number of virtual CPUs/);
+    assert.match((await containerLogs(name)).launcher, /CPU="lots" must be a whole number of virtual CPUs/);
     const listing = await docker(["run", "--rm", "--entrypoint", "ls", "-v", `${volume}:/data`, MACHINE_IMAGE, "-A", "/data"]);
     assert.equal(listing, "", "nothing was written to the volume");
   });
@@ -184,7 +183,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     const id = stdout.trim();
     assert.ok(id, "compose started the service");
     await waitHealthy(id, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress("compose") });
-    assert.equal(await publishedPort(id, "22/tcp"), sshPort, "SSH_PORT chose the published port");
+    assert.equal(await publishedPort(id, 22), sshPort, "SSH_PORT chose the published port");
     assert.equal(await ssh({ host: "127.0.0.1", port: sshPort, user: "dev", key }, "whoami"), "dev");
   });
 });

@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import type { TestContext } from "node:test";
 import { docker } from "../sdk/src/run.js";
 
-export { docker } from "../sdk/src/run.js";
+export { docker, publishedPort } from "../sdk/src/run.js";
 
 const exec = promisify(execFile);
 
@@ -113,14 +113,6 @@ export async function ssh(target: SshTarget, command: string, timeoutMs = 60_000
   } finally {
     if (askpassDir) await rm(askpassDir, { recursive: true, force: true });
   }
-}
-
-/** The host port Docker published for a container port. */
-export async function publishedPort(container: string, containerPort: string): Promise<number> {
-  const out = await docker(["port", container, containerPort]);
-  const match = /:(\d+)\s*$/m.exec(out.split("\n")[0]!);
-  if (!match) throw new Error(`${container} publishes no ${containerPort}: ${out}`);
-  return Number(match[1]);
 }
 
 /** A TCP port nobody listens on right now, for a fixed published port. */

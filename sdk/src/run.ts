@@ -24,7 +24,12 @@ export interface RunResult {
 }
 
 /** Runs `docker` with arguments; resolves with stdout, rejects with stderr in the message. */
-export function docker(args: string[], options: DockerOptions = {}, input?: NodeJS.ReadableStream): Promise<string> {
+export async function docker(args: string[], options: DockerOptions = {}, input?: NodeJS.ReadableStream): Promise<string> {
+  return (await dockerStreams(args, options, input)).stdout.trim();
+}
+
+/** Runs `docker` and resolves with both output streams; rejects with stderr in the message. */
+function dockerStreams(args: string[], options: DockerOptions, input?: NodeJS.ReadableStream): Promise<{ stdout: string; stderr: string }> {
   const argv = [...(options.dockerHost ? ["-H", options.dockerHost] : []), ...args];
   return new Promise((resolve, reject) => {
     const child = spawn(options.docker ?? "docker", argv, { stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
@@ -35,10 +40,19 @@ export function docker(args: string[], options: DockerOptions = {}, input?: Node
     if (input && child.stdin) input.pipe(child.stdin);
     child.on("error", reject);
     child.on("close", (code) => {
-      if (code === 0) resolve(stdout.trim());
+      if (code === 0) resolve({ stdout, stderr });
       else reject(new Error(`docker ${argv.join(" ")} failed (exit ${code}): ${stderr.trim()}`));
     });
   });
+}
+
+/**
+ * A DevMachine container's logs, both streams: `console` is the guest's serial
+ * console (stdout), `launcher` the launcher's `devmachines:` lines (stderr).
+ */
+export async function containerLogs(name: string, options: DockerOptions & { tail?: number } = {}): Promise<{ console: string; launcher: string }> {
+  const { stdout, stderr } = await dockerStreams(["logs", ...(options.tail ? ["--tail", String(options.tail)] : []), name], options);
+  return { console: stdout, launcher: stderr };
 }
 
 /** `docker create` arguments for a description (files are copied in separately). */
@@ -142,7 +156,10 @@ export async function waitHealthy(name: string, options: WaitOptions = {}): Prom
     options.onProgress?.({ status: state.Status, health, seconds });
     if (health === "healthy") return { seconds };
     if (state.Status === "exited" || state.Status === "dead") {
-      const logs = await docker(["logs", "--tail", "30", name], options).catch((error: Error) => error.message);
+      const logs = await containerLogs(name, { ...options, tail: 30 }).then(
+        (both) => `${both.launcher}${both.console}`,
+        (error: Error) => error.message,
+      );
       throw new Error(`container ${name} stopped (exit code ${state.ExitCode}) before it was healthy; last log lines:\n${logs}`);
     }
     if (health === "none" && state.Status === "running" && seconds > 30) {
