@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { verify } from "unixcrypt";
 import { parse } from "yaml";
 import type { LauncherConfig } from "../src/config/schema.js";
 import { planCloudInit, READY_MARKER } from "../src/plan/cloudInit.js";
@@ -49,9 +50,20 @@ test("hostile values come back from the YAML exactly as data", () => {
     assert.equal(userData.fqdn, hostile);
     assert.equal(userData.users.length, 2, `no user was injected by ${JSON.stringify(hostile)}`);
     assert.equal(userData.users[0].name, hostile);
-    assert.equal(userData.users[0].plain_text_passwd, hostile);
+    assert.equal(userData.users[0].plain_text_passwd, undefined, "no plaintext password key");
+    assert.match(userData.users[0].hashed_passwd, /^\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}$/);
+    assert.equal(verify(hostile, userData.users[0].hashed_passwd), true, "the hash verifies against the password");
     assert.equal(userData.users[0].ssh_authorized_keys[0].endsWith(` ${hostile}`), true);
     assert.equal(userData.users[1].hashed_passwd, hostile);
+    // The password appears nowhere else: not in user-data (the name and key comment carry the same text, so check the rest).
+    const withoutPassword = planCloudInit(
+      config({ hostname: "box", users: [{ name: "dev", password: hostile, sshKeys: [ED25519], sudo: true }] }),
+      network,
+    );
+    for (const text of [withoutPassword.userData, withoutPassword.metaData, withoutPassword.networkConfig]) {
+      assert.equal(text.includes(hostile), false, `plaintext ${JSON.stringify(hostile)} leaked`);
+      assert.equal(text.includes(JSON.stringify(hostile)), false);
+    }
     assert.deepEqual(Object.keys(userData).sort(), [
       "disable_root", "final_message", "fqdn", "growpart", "hostname", "manage_etc_hosts", "preserve_hostname",
       "resize_rootfs", "ssh_deletekeys", "ssh_pwauth", "users",
@@ -72,7 +84,10 @@ test("users get sudo, locked or open passwords and keys as asked", () => {
   assert.equal(userData.ssh_pwauth, true);
   assert.equal(userData.ssh_deletekeys, false, "host keys survive a changed configuration");
   assert.deepEqual(userData.users[0], { name: "dev", shell: "/bin/bash", lock_passwd: true, sudo: "ALL=(ALL) NOPASSWD:ALL", ssh_authorized_keys: [ED25519] });
-  assert.deepEqual(userData.users[1], { name: "ops", shell: "/bin/bash", lock_passwd: false, plain_text_passwd: "pw", ssh_authorized_keys: [] });
+  const { hashed_passwd: opsHash, ...ops } = userData.users[1];
+  assert.deepEqual(ops, { name: "ops", shell: "/bin/bash", lock_passwd: false, ssh_authorized_keys: [] });
+  assert.match(opsHash, /^\$6\$/);
+  assert.equal(verify("pw", opsHash), true);
   assert.match(userData.final_message, new RegExp(`^${READY_MARKER} `));
   assert.equal(parse(planCloudInit(config(), network).userData).ssh_pwauth, false, "no password, no password login");
 });
@@ -87,6 +102,9 @@ test("the instance-id follows what the guest receives, and only that", () => {
   assert.equal(id({}), id({ storageBytes: 40 * 1024 ** 3, cpu: 4, memoryBytes: 2 * 1024 ** 3 }), "hardware changes keep the instance");
   assert.notEqual(id({}), id({ hostname: "other" }));
   assert.notEqual(id({}), id({ users: [{ name: "dev", password: "new", sshKeys: [ED25519], sudo: true }] }));
+  const withPassword = (password: string) => id({ users: [{ name: "dev", password, sshKeys: [ED25519], sudo: true }] });
+  assert.equal(withPassword("new"), withPassword("new"), "a hashed password keeps the instance across restarts (deterministic salt)");
+  assert.notEqual(withPassword("new"), withPassword("newer"), "a changed password is a new instance");
   assert.notEqual(id({}), id({}, { ...network, ethernets: { nic0: { match: { macaddress: "52:54:00:00:00:01" }, dhcp4: true } } }));
   assert.notEqual(id({}), id({ userData: { kind: "cloud-config", text: "#cloud-config\nruncmd: [[true]]\n" } }));
   assert.match(id({}), /^devmachines-[0-9a-f]{16}$/);

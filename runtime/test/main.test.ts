@@ -52,6 +52,18 @@ test("--dry-run prints the whole plan as one JSON object and changes nothing", a
   await assert.rejects(readdir(disksDir), /ENOENT/, "the dry run created nothing");
 });
 
+test("--dry-run with PASSWORD shows only a crypt hash, never the password", async () => {
+  const password = "Plaintext-Canary-93f1";
+  const result = await launcher(["--dry-run"], { ...goodEnv(join(work, "dry-password")), PASSWORD: password });
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.equal(result.stdout.includes(password), false, "the password is not in the plan");
+  assert.equal(result.stderr.includes(password), false, "the password is not in the log");
+  const userData = parse(JSON.parse(result.stdout).cloudInit.userData);
+  assert.equal(userData.users[0].plain_text_passwd, undefined);
+  assert.match(userData.users[0].hashed_passwd, /^\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}$/);
+  assert.equal(userData.users[0].lock_passwd, false);
+});
+
 test("a bad configuration exits 2, names every variable, and leaves the disks folder untouched", async () => {
   const disksDir = join(work, "bad");
   const result = await launcher([], { ...goodEnv(disksDir), CPU: "many", MEMORY: "12", PORTS: "http" });

@@ -6,11 +6,14 @@
  * rendered as JSON (a double-quoted YAML scalar or flow sequence) and put in
  * with triple braces: whatever a value holds (quotes, newlines, `: `, `#`, a
  * leading `-`), the guest reads it back as data, never as structure.
+ * Passwords reach the guest only as crypt hashes (`hashed_passwd`), never as
+ * plain text.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import Mustache from "mustache";
+import { cryptPassword } from "../config/passwordCrypt.js";
 import type { LauncherConfig } from "../config/schema.js";
 
 /** What the launcher watches for on the serial console; cloud-init prints it when it has finished. */
@@ -38,8 +41,10 @@ function renderCloudConfig(config: LauncherConfig): string {
     users: config.users.map((user) => ({
       name: yamlValue(user.name),
       lockPassword: yamlValue(!(user.password || user.passwordHash)),
-      hashedPassword: user.passwordHash && yamlValue(user.passwordHash),
-      plainPassword: user.password && yamlValue(user.password),
+      // A plaintext password is hashed here: only its SHA-512 crypt reaches the seed and the dry run.
+      hashedPassword: user.passwordHash
+        ? yamlValue(user.passwordHash)
+        : user.password && yamlValue(cryptPassword(user.name, user.password)),
       sudo: user.sudo,
       sshKeys: yamlValue(user.sshKeys),
     })),
