@@ -8,7 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
+import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { writeSeedIso } from "./apply/seed.js";
@@ -59,6 +59,10 @@ async function dryRun(): Promise<ExitCodeValue> {
 }
 
 async function run(): Promise<ExitCodeValue> {
+  const paths = runPaths(RUN_DIR);
+  // First of all: a restarted container must not report the last run's "ready".
+  await mkdir(RUN_DIR, { recursive: true });
+  await writeState(paths.state, { phase: "starting" });
   const { config, plan, warnings } = await prepare();
   for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
 
@@ -66,20 +70,27 @@ async function run(): Promise<ExitCodeValue> {
   chooseInitialAccel(config.accel);
   if (config.network === "BRIDGE") await checkBridgePrerequisites();
   await ensureWritableDir(config.disksDir, "DISKS_DIR");
-  await mkdir(RUN_DIR, { recursive: true });
 
-  log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
-  await applyDisk(plan.disk);
+  // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
+  // so a failure before it leaves the volume as it was.
   await writeSeedIso(plan.cloudInit, plan.paths.seedIso);
   log(`cloud-init: instance ${plan.cloudInit.instanceId}`);
   for (const line of plan.network.describe) log(`network: ${line}`);
-
   let bridge: BridgeHandle | undefined;
   if (plan.network.bridge) bridge = await setupBridge(plan.network.bridge, defaultRunner);
-  // NAT forwards container port 22 to the guest, so the launcher can check SSH itself.
-  const ssh = config.network === "NAT" ? { host: "127.0.0.1", port: plan.network.forwards[0]!.hostPort } : undefined;
+
+  // Container port 22 reaches the guest's SSH in both modes (BRIDGE: over the management link).
+  const ssh = { host: "127.0.0.1", port: DEFAULTS.sshPort };
+  let finished = false;
+  const stopping = () => {
+    if (!finished) void writeState(plan.paths.state, { phase: "stopping", ssh }).catch(() => undefined);
+  };
+  process.once("SIGTERM", stopping);
+  process.once("SIGINT", stopping);
   try {
-    await writeState(plan.paths.state, { phase: "booting", ...(ssh && { ssh }) });
+    log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
+    await applyDisk(plan.disk);
+    await writeState(plan.paths.state, { phase: "booting", ssh });
     const started = Date.now();
     return await superviseQemu(
       { binary: QEMU_BINARY, argsFor: plan.argsFor, accel: config.accel, qmpSocket: plan.paths.qmpSocket, graceSeconds: config.graceSeconds },
@@ -88,16 +99,22 @@ async function run(): Promise<ExitCodeValue> {
           void (async () => {
             const seconds = () => ((Date.now() - started) / 1000).toFixed(0);
             log(`cloud-init finished after ${seconds()} s`);
-            if (ssh) log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
-            await writeState(plan.paths.state, { phase: "ready", ...(ssh && { ssh }) });
+            log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
+            // A stop may have begun while SSH was checked: never report a stopping VM as ready.
+            if (finished || supervisor.stopRequested) return;
+            await writeState(plan.paths.state, { phase: "ready", ssh });
             log(`ready after ${seconds()} s: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
           })().catch((error: unknown) => log(`readiness check failed: ${(error as Error).message}`));
         });
       },
     );
   } finally {
+    finished = true;
+    process.off("SIGTERM", stopping);
+    process.off("SIGINT", stopping);
     await writeState(plan.paths.state, { phase: "stopped" }).catch(() => undefined);
-    await bridge?.undo();
+    // A teardown problem is reported, but the guest's own outcome stays the exit code.
+    await bridge?.undo().catch((error: unknown) => log(`warning: ${(error as Error).message}`));
   }
 }
 

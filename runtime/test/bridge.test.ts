@@ -5,6 +5,7 @@ import { ExitCode, LauncherError } from "../src/exitCodes.js";
 import { bridgePrerequisiteProblems, checkBridgePrerequisites, parseCapEff, setupBridge } from "../src/network/bridge.js";
 import { discoverNetwork, type CommandRunner } from "../src/network/discover.js";
 import { planNetwork, type BridgePlan } from "../src/network/plan.js";
+import { skipUnlessRoot } from "./fixtures/root.js";
 
 describe("bridge prerequisites", () => {
   it("reads CapEff and finds CAP_NET_ADMIN (bit 12)", () => {
@@ -32,14 +33,13 @@ describe("bridge prerequisites", () => {
     );
   });
 
-  it("passes here, as root with /dev/net/tun", { skip: process.getuid?.() !== 0 && "needs root" }, async () => {
+  it("passes here, as root with /dev/net/tun", { skip: skipUnlessRoot("/dev/net/tun and CAP_NET_ADMIN") }, async () => {
     await checkBridgePrerequisites();
   });
 });
 
-const root = process.getuid?.() === 0;
 
-describe("setupBridge in a network namespace", { skip: !root && "needs root for ip netns" }, () => {
+describe("setupBridge in a network namespace", { skip: skipUnlessRoot("ip netns") }, () => {
   // The "container" namespace holds eth0 (the inner veth end); its peer is the "host" side with the gateway.
   const ns = `devm-br-${process.pid}`;
   const outer = `devm-brh-${process.pid}`;

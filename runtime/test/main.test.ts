@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -85,9 +85,21 @@ test("host problems exit 3 with what to change in docker run", async () => {
 });
 
 test("--health is unhealthy before the launcher has booted anything", async () => {
-  const result = await launcher(["--health"], {});
+  const result = await launcher(["--health"], { DEVMACHINES_RUN_DIR: join(work, "fresh-run") });
   assert.equal(result.exitCode, 1);
   assert.match(result.stdout, /has not started the VM yet/);
+});
+
+test("a restarted container never reports the last run's readiness", async () => {
+  // The container's /run survives `docker restart`: the state a killed launcher left says "ready".
+  const runDir = join(work, "restarted-run");
+  await mkdir(runDir, { recursive: true });
+  await writeFile(join(runDir, "state.json"), JSON.stringify({ phase: "ready", ssh: { host: "127.0.0.1", port: 1 } }));
+  const start = await launcher([], { ...goodEnv(join(work, "restarted")), CPU: "zero", DEVMACHINES_RUN_DIR: runDir });
+  assert.equal(start.exitCode, 2);
+  const health = await launcher(["--health"], { DEVMACHINES_RUN_DIR: runDir });
+  assert.equal(health.exitCode, 1);
+  assert.match(health.stdout, /the VM is starting/);
 });
 
 test("unknown flags are refused with the usage", async () => {

@@ -11,6 +11,7 @@ import {
   summarizeNetwork,
   type CommandRunner,
 } from "../src/network/discover.js";
+import { skipUnlessRoot } from "./fixtures/root.js";
 
 // Captured on 2026-11-26 with iproute2 6.1: Docker 20.10 containers (nsenter -n, debian:trixie-slim),
 // the Docker host itself, and a namespace with an extra route.
@@ -224,7 +225,7 @@ describe("summarizeNetwork", () => {
   });
 });
 
-describe("discoverNetwork in a network namespace", { skip: process.getuid?.() !== 0 && "needs root for ip netns" }, () => {
+describe("discoverNetwork in a network namespace", { skip: skipUnlessRoot("ip netns") }, () => {
   const ns = `devm-disc-${process.pid}`;
   const run: CommandRunner = async (command, args) => {
     const { stdout } = await execa("ip", ["netns", "exec", ns, command, ...args]);

@@ -84,8 +84,12 @@ describe("planNetwork: NAT", () => {
 describe("planNetwork: BRIDGE", () => {
   const plan = planNetwork({ network: "BRIDGE", ports: parsePortSpecs("8080:80") }, facts);
 
-  it("gives QEMU the TAP and the container's original MAC", () => {
-    assert.deepEqual(plan.qemuArgs, ["-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,mac=02:42:ac:12:00:02"]);
+  it("gives QEMU the TAP and the container's original MAC, plus an isolated management link for SSH from the container", () => {
+    assert.deepEqual(plan.qemuArgs, [
+      "-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,mac=02:42:ac:12:00:02",
+      "-netdev", "user,id=mgmt0,restrict=on,net=169.254.100.0/24,host=169.254.100.2,hostfwd=tcp:127.0.0.1:22-169.254.100.15:22",
+      "-device", "virtio-net-pci,netdev=mgmt0,mac=52:54:00:12:34:57",
+    ]);
     assert.equal(plan.guestMac, "02:42:ac:12:00:02");
     assert.deepEqual(plan.forwards, []);
   });
@@ -143,6 +147,7 @@ describe("planNetwork: BRIDGE", () => {
           nameservers: { addresses: ["192.168.65.7"], search: ["corp.example"] },
           mtu: 1450,
         },
+        management: { match: { macaddress: "52:54:00:12:34:57" }, dhcp4: false, dhcp6: false, addresses: ["169.254.100.15/24"], mtu: 1500 },
       },
     });
   });

@@ -17,6 +17,22 @@ export const NETDEV_ID = "net0";
 /** The guest's MTU under QEMU user networking (slirp's own MTU). */
 export const SLIRP_MTU = 1500;
 
+/**
+ * BRIDGE mode's management link: a second, isolated (restrict=on) user-network
+ * NIC that only carries the container's 127.0.0.1:22 to the guest's SSH, so the
+ * launcher (readiness, health) and `docker exec ... ssh` reach a guest that owns
+ * the container's address. Link-local, so it cannot clash with a Docker network;
+ * private to each VM, so every DevMachine can use the same addresses.
+ */
+export const MANAGEMENT = {
+  netdev: "mgmt0",
+  network: "169.254.100.0/24",
+  gateway: "169.254.100.2",
+  guestAddress: "169.254.100.15",
+  prefixLength: 24,
+  mac: "52:54:00:12:34:57",
+} as const;
+
 /** What `setupBridge` does: the VM takes over the container interface's IPv4 address. */
 export interface BridgePlan {
   bridge: string;
@@ -216,6 +232,14 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
     }),
     mtu: facts.mtu,
   };
+  // No routes and no DNS on the management NIC: all other traffic stays on the bridged one.
+  const management: EthernetConfig = {
+    match: { macaddress: MANAGEMENT.mac },
+    dhcp4: false,
+    dhcp6: false,
+    addresses: [`${MANAGEMENT.guestAddress}/${MANAGEMENT.prefixLength}`],
+    mtu: SLIRP_MTU,
+  };
   return {
     mode: "BRIDGE",
     qemuArgs: [
@@ -223,9 +247,16 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
       `tap,id=${NETDEV_ID},ifname=${TAP_NAME},script=no,downscript=no`,
       "-device",
       `virtio-net-pci,netdev=${NETDEV_ID},mac=${originalMac}`,
+      "-netdev",
+      [
+        "user", `id=${MANAGEMENT.netdev}`, "restrict=on", `net=${MANAGEMENT.network}`, `host=${MANAGEMENT.gateway}`,
+        `hostfwd=tcp:127.0.0.1:${DEFAULTS.sshPort}-${MANAGEMENT.guestAddress}:${DEFAULTS.sshPort}`,
+      ].join(","),
+      "-device",
+      `virtio-net-pci,netdev=${MANAGEMENT.netdev},mac=${MANAGEMENT.mac}`,
     ],
     guestMac: originalMac,
-    networkConfig: { version: 2, ethernets: { [GUEST_NIC]: nic } },
+    networkConfig: { version: 2, ethernets: { [GUEST_NIC]: nic, management } },
     bridge: plan,
     forwards: [],
     warnings,
@@ -233,6 +264,7 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
       `BRIDGE: the VM takes over ${address}/${prefixLength} and MAC ${originalMac} from the container's ${facts.interface}`,
       `${facts.interface} (now MAC ${containerMac}) and ${TAP_NAME} join bridge ${BRIDGE_NAME}; MTU ${facts.mtu}`,
       `gateway ${facts.gateway ?? "none"}; DNS ${dns.addresses.join(" ") || "none"}${facts.dns.search.length ? `; search ${facts.dns.search.join(" ")}` : ""}`,
+      `management: the container's 127.0.0.1:${DEFAULTS.sshPort} reaches the guest's SSH over an isolated link (${MANAGEMENT.guestAddress})`,
     ],
   };
 }

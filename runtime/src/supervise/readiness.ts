@@ -2,8 +2,8 @@
  * Readiness: a DevMachine is ready when cloud-init has finished (its final
  * message, carrying READY_MARKER, appears on the serial console) and the
  * guest's SSH server answers. The launcher records the phase in a state file;
- * `--health` (the image's HEALTHCHECK) reads it and, where the launcher can
- * reach the guest (NAT), checks the SSH banner again so a dead sshd turns the
+ * `--health` (the image's HEALTHCHECK) reads it and checks the SSH banner again
+ * (from inside the container, in both network modes), so a dead sshd turns the
  * container unhealthy.
  */
 import { connect } from "node:net";
@@ -14,7 +14,7 @@ export type Phase = "starting" | "booting" | "ready" | "stopping" | "stopped";
 
 export interface LauncherState {
   phase: Phase;
-  /** Where the guest's SSH answers from inside the container, when it can be reached from there (NAT). */
+  /** Where the guest's SSH answers from inside the container (NAT: the forward; BRIDGE: the management link). */
   ssh?: { host: string; port: number };
   accel?: string;
   updatedAt: string;

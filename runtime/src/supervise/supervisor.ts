@@ -172,6 +172,11 @@ export class QemuSupervisor {
     }
   }
 
+  /** True once a stop was asked for (SIGTERM/SIGINT): the VM is on its way down. */
+  get stopRequested(): boolean {
+    return this.stopReason !== undefined;
+  }
+
   /**
    * Asks the guest to power off (QMP `system_powerdown`), then kills QEMU after the grace
    * period. Safe to call repeatedly; later calls only log.
