@@ -34,6 +34,22 @@ else
   log "Debian packages already installed"
 fi
 
+# Node.js 20 or newer runs the launcher, the tests and the Pulumi components. Debian 13 ships 20;
+# older releases ship older ones, so a missing or old Node.js is a clear stop, not a guess.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  candidate=$(apt-cache policy nodejs 2>/dev/null | awk '/Candidate:/ {print $2}' | sed -E 's/^([0-9]+:)?([0-9]+).*/\2/')
+  if [ -n "$candidate" ] && [ "$candidate" -ge 20 ] 2>/dev/null; then
+    log "installing Debian's nodejs $candidate and npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+  else
+    echo "host-setup: Node.js 20 or newer is needed (found: ${node_major/#0/none}); install it from your distribution or nodejs.org" >&2
+    exit 1
+  fi
+fi
+command -v npm >/dev/null || { echo "host-setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
+log "Node.js $(node --version), npm $(npm --version)"
+
 if docker info >/dev/null 2>&1; then
   log "Docker Engine is running"
 else
