@@ -5,29 +5,35 @@
  * (container.ts), and `runContainerSpec` (run.ts) runs the very same object
  * with the Docker CLI, which is how the conformance tests prove it boots.
  */
-import { formatIssues, parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
+import { DEFAULTS as RUNTIME_DEFAULTS, formatIssues, parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
 import type * as pulumi from "@pulumi/pulumi";
-import type { DevMachineArgs, NetworkMode, Protocol, RestartPolicy } from "./args.js";
+import type { Accel, DevMachineArgs, NetworkMode, Protocol, RestartPolicy } from "./args.js";
 
 /** The settings of one machine with every `Input` resolved. */
 export type MachineSettings = pulumi.Unwrap<DevMachineArgs>;
 
 export const DEFAULT_IMAGE = "devmachines/debian:13";
-/** Where the image keeps the VM's disks; the volume is mounted here (DISKS_DIR default). */
-export const DISKS_DIR = "/var/lib/devmachines";
+/** Where the image keeps the VM's disks; the volume is mounted here (the runtime's DISKS_DIR default). */
+export const DISKS_DIR: string = RUNTIME_DEFAULTS.disksDir;
 /** Where the component uploads secrets; the launcher reads them through *_FILE variables. */
 export const SECRETS_DIR = "/run/secrets/devmachines";
-/** The launcher reads extra user data from here when USER_DATA is not set. */
-export const USER_DATA_PATH = "/etc/devmachines/user-data";
+/** The launcher reads extra user data from here when USER_DATA is not set (the runtime's default). */
+export const USER_DATA_PATH: string = RUNTIME_DEFAULTS.userDataFile;
 export const LABEL_PREFIX = "dev.devmachines";
+/**
+ * The component's defaults: the one place they are written. Those the launcher has itself
+ * (network, accel, grace period) come from the runtime; CPU, MEMORY, STORAGE and USER have
+ * no runtime default (the container requires them), so the component's live here.
+ */
 export const DEFAULTS = {
   cpu: 2,
   memory: "2G",
   storage: "20G",
   user: "dev",
-  network: "NAT" as NetworkMode,
+  network: RUNTIME_DEFAULTS.network as NetworkMode,
+  accel: RUNTIME_DEFAULTS.accel as Accel,
   restart: "unless-stopped" as RestartPolicy,
-  graceSeconds: 60,
+  graceSeconds: RUNTIME_DEFAULTS.graceSeconds as number,
   /** Docker's stop timeout beyond the guest's grace period: the launcher needs a moment after the kill. */
   stopMarginSeconds: 30,
   readyTimeoutSeconds: 600,
@@ -176,7 +182,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     MEMORY: settings.memory ?? DEFAULTS.memory,
     STORAGE: settings.storage ?? DEFAULTS.storage,
     NETWORK: network,
-    ACCEL: settings.accel ?? "auto",
+    ACCEL: settings.accel ?? DEFAULTS.accel,
     HOSTNAME: settings.hostname ?? defaultHostname(containerName),
     GRACE_SECONDS: String(settings.graceSeconds ?? DEFAULTS.graceSeconds),
   };
@@ -302,13 +308,19 @@ function unique(value: string, index: number, all: string[]): boolean {
   return all.indexOf(value) === index;
 }
 
-/** A host name from a container name: RFC 1123 labels (underscores become hyphens). */
+/**
+ * A host name from a container name: RFC 1123 labels of a-z, 0-9 and inner hyphens
+ * (other characters become hyphens), at most 63 characters in all. Trimmed after the
+ * cut, so the result never ends in `-` or `.`; empty labels (`..`) are dropped.
+ */
 export function defaultHostname(name: string): string {
-  const cleaned = name
-    .toLowerCase()
-    .replace(/[^a-z0-9.-]/g, "-")
-    .replace(/^[-.]+|[-.]+$/g, "")
-    .slice(0, 63);
+  const labels = (text: string) =>
+    text
+      .split(".")
+      .map((label) => label.replace(/^-+|-+$/g, ""))
+      .filter(Boolean)
+      .join(".");
+  const cleaned = labels(labels(name.toLowerCase().replace(/[^a-z0-9.-]/g, "-")).slice(0, 63));
   return cleaned || "devmachine";
 }
 

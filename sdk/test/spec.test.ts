@@ -1,0 +1,38 @@
+/** The pure container description: defaults from one place, host names derived from container names. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DEFAULTS as RUNTIME_DEFAULTS, hostnameField } from "@devmachines/runtime/config";
+import { KEY } from "./mocks.js";
+import { containerSpec, defaultHostname, defaultMachineSettings, DEFAULTS, DISKS_DIR, USER_DATA_PATH } from "../src/index.js";
+
+test("defaults: the runtime's own where it has them, the component's DEFAULTS elsewhere, and the default machine spells out the same", () => {
+  assert.equal(DISKS_DIR, RUNTIME_DEFAULTS.disksDir);
+  assert.equal(USER_DATA_PATH, RUNTIME_DEFAULTS.userDataFile);
+  assert.equal(DEFAULTS.graceSeconds, RUNTIME_DEFAULTS.graceSeconds);
+  const spec = containerSpec("plain", { sshKeys: [KEY], userData: "packages: [htop]\n" });
+  assert.equal(spec.env.GRACE_SECONDS, String(RUNTIME_DEFAULTS.graceSeconds));
+  assert.equal(spec.env.NETWORK, RUNTIME_DEFAULTS.network);
+  assert.equal(spec.env.ACCEL, RUNTIME_DEFAULTS.accel);
+  assert.equal(spec.volumes[0]!.containerPath, RUNTIME_DEFAULTS.disksDir);
+  assert.deepEqual(spec.files.map((file) => file.path), [RUNTIME_DEFAULTS.userDataFile]);
+  const { cpu, memory, storage, user } = defaultMachineSettings();
+  assert.deepEqual({ cpu, memory, storage, user }, { cpu: DEFAULTS.cpu, memory: DEFAULTS.memory, storage: DEFAULTS.storage, user: DEFAULTS.user });
+  assert.deepEqual([spec.env.CPU, spec.env.MEMORY, spec.env.STORAGE, spec.env.USER], [String(DEFAULTS.cpu), DEFAULTS.memory, DEFAULTS.storage, DEFAULTS.user]);
+});
+
+test("defaultHostname: cut to 63 characters first, then trimmed, so no name ends in - or . and no label is empty", () => {
+  const long = `${"a".repeat(62)}-tail`;
+  assert.equal(defaultHostname(long), "a".repeat(62), "the cut lands after a hyphen, which is trimmed");
+  assert.equal(defaultHostname(`${"b".repeat(62)}.tail`), "b".repeat(62), "the cut lands after a dot, which is trimmed");
+  assert.equal(defaultHostname("My_Box..Web--"), "my-box.web");
+  assert.equal(defaultHostname("lab.-web-.db"), "lab.web.db", "labels lose their outer hyphens");
+  assert.equal(defaultHostname("..--.."), "devmachine");
+  assert.equal(defaultHostname("Ünïcode box!"), "n-code-box");
+  for (const name of [long, "My_Box..Web--", "-x-", "a..b", "x".repeat(200), `${"c".repeat(30)}..${"d".repeat(40)}`, "_._", "Ünïcode box!"]) {
+    const host = defaultHostname(name);
+    assert.ok(host.length <= 63, `${host} is at most 63 characters`);
+    assert.ok(hostnameField.safeParse(host).success, `${JSON.stringify(name)} -> ${JSON.stringify(host)} is a valid HOSTNAME for the runtime`);
+  }
+  // A container name the runtime would refuse as a host name still makes a valid machine.
+  assert.equal(containerSpec(`${"w".repeat(62)}_x`, { sshKeys: [KEY] }).hostname, "w".repeat(62));
+});
