@@ -132,3 +132,66 @@ test("USER_DATA must be a cloud-config mapping or a script", () => {
   assert.ok(fromDefaultFile.ok);
   assert.equal(fromDefaultFile.config.userData?.kind, "cloud-config");
 });
+
+test("checks across values run even when other values are wrong: all problems at once", () => {
+  const text = issuesOf(parseConfig({ ...base, CPU: "0", PORTS: "22:2222" }, noFiles));
+  assert.match(text, /CPU="0" must be a whole number/);
+  assert.match(text, /tcp\/22 is taken by the SSH forward/);
+
+  const many = issuesOf(
+    parseConfig({ ...base, CPU: "0", MEMORY: "1", PORTS: "8080:80,8080:81", USERS: '[{"name":"dev","password":"x"},{"name":"ok","sudo":"yes"}]' }, noFiles),
+  );
+  assert.match(many, /CPU="0"/);
+  assert.match(many, /MEMORY="1" must be at least 128 MiB/);
+  assert.match(many, /forwards container port tcp\/8080 twice/);
+  assert.match(many, /USERS names the user "dev" twice/, "duplicate check runs although USERS[1] is invalid");
+  assert.match(many, /USERS\[1\]\.sudo must be true or false/);
+
+  // A check is skipped only when the value it needs did not parse.
+  const badPorts = issuesOf(parseConfig({ ...base, CPU: "0", PORTS: "22:abc" }, noFiles));
+  assert.match(badPorts, /PORTS="22:abc"/);
+  assert.doesNotMatch(badPorts, /twice/);
+  const badNames = issuesOf(parseConfig({ ...base, USER: "Dev", USERS: '[{"name":"Dev","password":"x"}]' }, noFiles));
+  assert.doesNotMatch(badNames, /twice/, "names that are not user names are not compared");
+});
+
+test("values read from NAME_FILE are reported as NAME_FILE, with the path inside it", () => {
+  const keys = issuesOf(parseConfig({ ...base, SSH_KEYS: undefined, SSH_KEYS_FILE: "/run/secrets/keys" }, () => `${ED25519}\nssh-rsa AAAA\n`));
+  assert.match(keys, /^  SSH_KEYS_FILE\[1\] key "ssh-rsa AAAA" has key data that is not a ssh-rsa key/m);
+  assert.doesNotMatch(keys, /^  SSH_KEYS\[/m);
+
+  const users = issuesOf(parseConfig({ ...base, USERS_FILE: "/run/secrets/users" }, () => '[{"name":"Bad","sshKeys":["nope"]}]'));
+  assert.match(users, /^  USERS_FILE\[0\]\.name must be a Linux user name/m);
+  assert.match(users, /^  USERS_FILE\[0\]\.sshKeys\[0\] key "nope"/m);
+  assert.doesNotMatch(users, /^  USERS\[/m);
+  const twice = issuesOf(parseConfig({ ...base, USERS_FILE: "/run/secrets/users" }, () => '[{"name":"dev","password":"x"}]'));
+  assert.match(twice, /^  USERS_FILE names the user "dev" twice/m);
+
+  const empty = issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/run/secrets/pw" }, () => "\n"));
+  assert.match(empty, /^  PASSWORD_FILE must not be empty/m);
+  assert.doesNotMatch(empty, /^  PASSWORD /m);
+  const breaks = issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/run/secrets/pw" }, () => "one\ntwo\n"));
+  assert.match(breaks, /^  PASSWORD_FILE must not contain line breaks/m);
+  assert.doesNotMatch(breaks, /one|two/, "a password from a file is never echoed");
+  const withHash = issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/run/secrets/pw", PASSWORD_HASH: "$6$x$y" }, () => "pw"));
+  assert.match(withHash, /PASSWORD_HASH is set together with PASSWORD_FILE/);
+
+  // The direct forms keep their own names.
+  assert.match(issuesOf(parseConfig({ ...base, SSH_KEYS: "ssh-rsa AAAA" }, noFiles)), /^  SSH_KEYS\[0\] key/m);
+  assert.match(issuesOf(parseConfig({ ...base, USERS: '[{"name":"Bad","sshKeys":[]}]' }, noFiles)), /^  USERS\[0\]\.name must be/m);
+});
+
+test("CPU and GRACE_SECONDS have upper bounds, with the rule in the message", () => {
+  assert.equal((parseConfig({ ...base, CPU: "255" }, noFiles) as { config: { cpu: number } }).config.cpu, 255);
+  assert.match(issuesOf(parseConfig({ ...base, CPU: "256" }, noFiles)), /CPU="256" must be at most 255: QEMU's q35 machine starts at most 255 vCPUs/);
+  assert.match(issuesOf(parseConfig({ ...base, CPU: "99999999999999999999" }, noFiles)), /CPU=.* must be at most 255/);
+
+  for (const [text, seconds] of [["0", 0], ["3600", 3600]] as const) {
+    const result = parseConfig({ ...base, GRACE_SECONDS: text }, noFiles);
+    assert.ok(result.ok);
+    assert.equal(result.config.graceSeconds, seconds);
+  }
+  // Past 2^31-1 ms Node's setTimeout fires after 1 ms: such a value must never reach the supervisor.
+  assert.match(issuesOf(parseConfig({ ...base, GRACE_SECONDS: "3601" }, noFiles)), /GRACE_SECONDS="3601" must be at most 3600 seconds \(one hour\)/);
+  assert.match(issuesOf(parseConfig({ ...base, GRACE_SECONDS: "99999999999" }, noFiles)), /GRACE_SECONDS="99999999999" must be at most 3600/);
+});

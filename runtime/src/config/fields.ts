@@ -12,11 +12,20 @@ import { formatBytes, MiB, parseRamInBytes } from "./units.js";
 
 export const MIN_MEMORY_BYTES = 128 * MiB;
 
+/**
+ * The most vCPUs the launcher's QEMU command line can start: q35 without an
+ * IOMMU has no interrupt remapping, so QEMU refuses more than 255 CPUs unless
+ * KVM provides x2APIC ("current -smp configuration requires kernel irqchip and
+ * X2APIC API support"), and an ACCEL=auto start must still work under TCG.
+ */
+export const MAX_CPUS = 255;
+
 export const cpuField = z
   .string()
   .trim()
   .regex(/^[1-9]\d*$/, "must be a whole number of virtual CPUs, at least 1 (e.g. 2)")
-  .transform(Number);
+  .transform(Number)
+  .refine((cpus) => cpus <= MAX_CPUS, `must be at most ${MAX_CPUS}: QEMU's q35 machine starts at most ${MAX_CPUS} vCPUs without an IOMMU`);
 
 /** A Docker go-units size (RAMInBytes) of at least `min` bytes. */
 export function sizeField(min: number) {
@@ -106,11 +115,19 @@ export const booleanField = z
   .refine((text) => ["1", "0", "true", "false", "yes", "no", "on", "off"].includes(text), "must be true or false (also 1/0, yes/no, on/off)")
   .transform((text) => ["1", "true", "yes", "on"].includes(text));
 
+/**
+ * The longest grace period: one hour. Far beyond any clean shutdown, and far
+ * below Node's timer limit (2^31-1 ms, about 24.8 days), past which setTimeout
+ * fires after 1 ms and would kill the guest at once.
+ */
+export const MAX_GRACE_SECONDS = 3600;
+
 export const secondsField = z
   .string()
   .trim()
   .regex(/^\d+$/, "must be a whole number of seconds")
-  .transform(Number);
+  .transform(Number)
+  .refine((seconds) => seconds <= MAX_GRACE_SECONDS, `must be at most ${MAX_GRACE_SECONDS} seconds (one hour)`);
 
 /** One entry of `USERS`, and the shape of a Pulumi `users` item. */
 export const userEntryField = z

@@ -67,6 +67,9 @@ export const DEFAULTS = {
   sshPort: 22,
 } as const;
 
+/** Variables that can also be read from a file named by `NAME_FILE` (Docker-secrets convention). */
+const FROM_FILE = new Set(["PASSWORD", "SSH_KEYS", "USERS"]);
+
 /** Variables whose values are secret: never echoed in messages. */
 const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "USERS", "USERS_FILE"]);
 
@@ -121,6 +124,8 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     return text === undefined || text === "" ? undefined : text;
   };
 
+  /** The variable a value came from: `NAME_FILE` when that is set, else `NAME`. */
+  const sourceOf = (name: string) => (value(`${name}_FILE`) === undefined ? name : `${name}_FILE`);
   const fromFile = (name: string): string | undefined => {
     const path = value(`${name}_FILE`);
     const direct = value(name);
@@ -145,7 +150,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     try {
       usersJson = JSON.parse(usersText);
     } catch {
-      issues.push({ variable: value("USERS_FILE") ? "USERS_FILE" : "USERS", message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
+      issues.push({ variable: sourceOf("USERS"), message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
     }
   }
   const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);
@@ -188,7 +193,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       const [variable, ...rest] = issue.path.map(String);
       // Missing required values were reported above with their own wording.
       if (issue.code === "invalid_type" && raw[variable as keyof typeof raw] === undefined) continue;
-      const where = variable + rest.map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`)).join("");
+      // A value read from NAME_FILE is reported as NAME_FILE, with the path inside it (SSH_KEYS_FILE[0]).
+      const source = FROM_FILE.has(variable!) ? sourceOf(variable!) : variable!;
+      const where = source + rest.map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`)).join("");
       const given = raw[variable as keyof typeof raw];
       const shown = SECRET.has(variable!) || typeof given !== "string" ? {} : { value: given };
       issues.push({ variable: where, ...shown, message: issue.message });
@@ -196,7 +203,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   }
 
   if ([value("PASSWORD") ?? value("PASSWORD_FILE"), raw.PASSWORD_HASH].filter(Boolean).length > 1) {
-    issues.push({ variable: "PASSWORD_HASH", message: "is set together with PASSWORD: give one of them" });
+    issues.push({ variable: "PASSWORD_HASH", message: `is set together with ${sourceOf("PASSWORD")}: give one of them` });
   }
   if (value("USER") === undefined && (raw.PASSWORD || raw.PASSWORD_HASH || raw.SSH_KEYS)) {
     issues.push({ variable: "USER", message: "is required when PASSWORD, PASSWORD_HASH or SSH_KEYS is set: they belong to that user" });
@@ -218,7 +225,35 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   if (userDataText !== undefined) {
     const result = parseUserData(userDataText);
     if (result.ok) userData = result.userData;
-    else issues.push({ variable: value("USER_DATA_FILE") ? "USER_DATA_FILE" : "USER_DATA", message: result.problem });
+    else issues.push({ variable: sourceOf("USER_DATA"), message: result.problem });
+  }
+
+  // Checks across values run whenever the values they need parsed, whatever else
+  // is wrong, so that every problem is reported at once.
+  const names: string[] = [];
+  const userName = userNameField.safeParse(raw.USER);
+  if (raw.USER !== undefined && userName.success) names.push(userName.data);
+  for (const entry of listedUsers) {
+    const name = userNameField.safeParse((entry as { name?: unknown } | null)?.name);
+    if (name.success) names.push(name.data);
+  }
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) issues.push({ variable: sourceOf("USERS"), message: `names the user "${name}" twice (USER counts too)` });
+    seen.add(name);
+  }
+
+  const portsParsed = portsField.optional().safeParse(raw.PORTS);
+  const ports = portsParsed.success ? (portsParsed.data ?? []) : [];
+  if (portsParsed.success) {
+    const taken = new Set<string>();
+    for (const forward of [{ protocol: "tcp", hostPort: DEFAULTS.sshPort }, ...ports]) {
+      const key = `${forward.protocol}/${forward.hostPort}`;
+      if (taken.has(key)) {
+        issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.hostPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
+      }
+      taken.add(key);
+    }
   }
 
   if (!parsed.success || issues.length > 0) return { ok: false, issues };
@@ -243,26 +278,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       sudo: user.sudo ?? true,
     });
   }
-  const seen = new Set<string>();
-  for (const user of users) {
-    if (seen.has(user.name)) issues.push({ variable: "USERS", message: `names the user "${user.name}" twice (USER counts too)` });
-    seen.add(user.name);
-  }
-  if (issues.length > 0) return { ok: false, issues };
-
-  const ports = env2.PORTS ?? [];
   if (env2.NETWORK === "BRIDGE" && ports.length > 0) {
     warnings.push("PORTS has no effect with NETWORK=BRIDGE: the VM owns the container's address, so every port of the VM is reachable there directly");
   }
-  const taken = new Map<string, string>();
-  for (const forward of [{ protocol: "tcp", hostPort: DEFAULTS.sshPort }, ...ports]) {
-    const key = `${forward.protocol}/${forward.hostPort}`;
-    if (taken.has(key)) {
-      issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.hostPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
-    }
-    taken.set(key, key);
-  }
-  if (issues.length > 0) return { ok: false, issues };
 
   return {
     ok: true,
