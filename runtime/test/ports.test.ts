@@ -49,3 +49,19 @@ test("specs Docker refuses, and what QEMU cannot forward, are refused with the r
     assert.throws(() => parsePortSpec(spec), (error: unknown) => error instanceof PortSpecError && message.test(error.message), spec);
   }
 });
+
+// Docker's range parser (go-connections nat.ParsePortRange up to v0.5.0, which Docker CLI 20.10
+// and 28.2 use) splits on "-" and reads only the first two parts: `docker create -p 1-2-3:80-81`
+// passes the CLI's parser, and `-p 8080:1-2-3` is refused as a 2-port range against one port.
+// We follow that Docker, and this test documents it. (go-connections v0.6 cuts at the first "-"
+// and refuses "1-2-3"; revisit when Docker ships that parser.)
+test("a range with a third part is read as Docker reads it: 1-2-3 is 1-2", () => {
+  assert.deepEqual(parsePortSpec("1-2-3"), parsePortSpec("1-2"));
+  assert.deepEqual(parsePortSpec("8000-8001-9:80-81"), [
+    { protocol: "tcp", hostIp: "", hostPort: 8000, guestPort: 80 },
+    { protocol: "tcp", hostIp: "", hostPort: 8001, guestPort: 81 },
+  ]);
+  assert.throws(() => parsePortSpec("8080:1-2-3"), /same length/, "like Docker: a 2-port range against one port");
+  assert.throws(() => parsePortSpec("1-x-3"), /invalid port/, "the second part must still be a port");
+  assert.throws(() => parsePortSpec("-8000-"), /invalid port/, "go-connections' 'range with trailing hyphen' case");
+});

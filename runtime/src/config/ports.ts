@@ -39,6 +39,11 @@ function parsePortNumber(text: string): number | undefined {
   return value <= 65535 ? value : undefined;
 }
 
+/**
+ * go-connections' ParsePortRange as Docker's CLI uses it (up to v0.5.0, Docker 20.10 to 28):
+ * `strings.Split(ports, "-")`, then parts[0] and parts[1] only, so `1-2-3` is the range 1-2.
+ * Kept identical to that Docker on purpose (ports.test.ts documents it).
+ */
 function parsePortRange(text: string): [number, number] | undefined {
   if (text === "") return undefined;
   if (!text.includes("-")) {
