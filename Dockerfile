@@ -89,8 +89,9 @@ EXPOSE 22
 STOPSIGNAL SIGTERM
 
 # `--health` exits 0 once the guest is ready. A guest under TCG (no KVM) needs 1-2 minutes to
-# boot, hence the long start period (failures during it do not count).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
+# boot, more on a loaded machine, hence the long start period (failures during it do not count).
+# The one health check: the Pulumi component and `runContainerSpec` inherit it, overriding nothing.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
   CMD ["node", "/opt/devmachines/runtime/dist/main.js", "--health"]
 
 ENTRYPOINT ["node", "/opt/devmachines/runtime/dist/main.js"]

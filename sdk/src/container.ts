@@ -37,14 +37,8 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
     ),
     volumes: spec.apply((s) => s.volumes.map((volume) => ({ volumeName: volume.name, containerPath: volume.containerPath }))),
     labels: spec.apply((s) => Object.entries(s.labels).map(([label, value]) => ({ label, value }))),
-    healthcheck: spec.apply((s) => ({
-      tests: [...s.healthcheck.test],
-      interval: `${s.healthcheck.intervalSeconds}s`,
-      timeout: `${s.healthcheck.timeoutSeconds}s`,
-      startPeriod: `${s.healthcheck.startPeriodSeconds}s`,
-      retries: s.healthcheck.retries,
-    })),
-    // `pulumi up` returns once the VM is ready (SSH answers, cloud-init done), not when QEMU starts.
+    // No `healthcheck`: the image's HEALTHCHECK is inherited. With `wait`, `pulumi up` returns
+    // once it reports healthy (SSH answers, cloud-init done), not when QEMU starts.
     wait: true,
     waitTimeout: spec.readyTimeoutSeconds,
     stopSignal: spec.stopSignal,

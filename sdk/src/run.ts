@@ -68,12 +68,8 @@ export function createArgs(spec: ContainerSpec): string[] {
   }
   for (const volume of spec.volumes) args.push("--mount", `type=volume,source=${volume.name},target=${volume.containerPath}`);
   for (const [label, value] of Object.entries(spec.labels)) args.push("--label", `${label}=${value}`);
+  // No --health-* flags: the image's HEALTHCHECK is the one the container runs.
   args.push(
-    "--health-cmd", spec.healthcheck.test[1],
-    "--health-interval", `${spec.healthcheck.intervalSeconds}s`,
-    "--health-timeout", `${spec.healthcheck.timeoutSeconds}s`,
-    "--health-start-period", `${spec.healthcheck.startPeriodSeconds}s`,
-    "--health-retries", String(spec.healthcheck.retries),
     "--stop-signal", spec.stopSignal,
     "--stop-timeout", String(spec.stopTimeoutSeconds),
     "--restart", spec.restart,
@@ -142,12 +138,24 @@ export interface WaitOptions extends DockerOptions {
 }
 
 /**
- * Waits until the container's health check says `healthy` (SSH answers, cloud-init done).
- * Rejects at once when the container stops, with its exit code and last log lines.
+ * Waits until the container's health check (the image's HEALTHCHECK) says `healthy` (SSH
+ * answers, cloud-init done). Rejects at once when the container has no health check, and
+ * when it stops, with its exit code and last log lines.
  */
 export async function waitHealthy(name: string, options: WaitOptions = {}): Promise<{ seconds: number }> {
   const started = Date.now();
   const timeout = options.timeoutMs ?? 600_000;
+  const config = JSON.parse(await docker(["inspect", "--format", "{{json .Config}}", name], options)) as {
+    Image?: string;
+    Healthcheck?: { Test?: string[] } | null;
+  };
+  const test = config.Healthcheck?.Test;
+  if (!test?.length || test[0] === "NONE") {
+    throw new Error(
+      `container ${name} has no health check, so it cannot report when the VM is ready: its image ${config.Image ?? "(unknown)"} ` +
+        "defines no HEALTHCHECK (build machine images FROM devmachines/runtime, which defines it) or it was disabled with --no-healthcheck",
+    );
+  }
   for (;;) {
     const seconds = Math.round((Date.now() - started) / 1000);
     const raw = await docker(["inspect", "--format", "{{json .State}}", name], options);
@@ -161,9 +169,6 @@ export async function waitHealthy(name: string, options: WaitOptions = {}): Prom
         (error: Error) => error.message,
       );
       throw new Error(`container ${name} stopped (exit code ${state.ExitCode}) before it was healthy; last log lines:\n${logs}`);
-    }
-    if (health === "none" && state.Status === "running" && seconds > 30) {
-      throw new Error(`container ${name} has no health check: it cannot report readiness`);
     }
     if (Date.now() - started > timeout) {
       throw new Error(`container ${name} was not healthy after ${Math.round(timeout / 1000)} s (status ${state.Status}, health ${health})`);

@@ -75,15 +75,6 @@ export interface SpecNetwork {
   aliases: string[];
 }
 
-export interface SpecHealthcheck {
-  /** Docker's test form: ["CMD-SHELL", command] works both through the Engine API and `docker create --health-cmd`. */
-  test: ["CMD-SHELL", string];
-  intervalSeconds: number;
-  timeoutSeconds: number;
-  startPeriodSeconds: number;
-  retries: number;
-}
-
 /** One DevMachine container, as plain data. */
 export interface ContainerSpec {
   /** Container name (unique per Docker host). */
@@ -97,12 +88,13 @@ export interface ContainerSpec {
   ports: PublishedPort[];
   volumes: SpecVolume[];
   labels: Record<string, string>;
-  healthcheck: SpecHealthcheck;
+  // No healthcheck here: the image's own HEALTHCHECK (Dockerfile: `--health`, 600 s start period)
+  // is inherited, so `docker run`, compose and Pulumi all wait on the same check.
   stopSignal: "SIGTERM";
   stopTimeoutSeconds: number;
   restart: RestartPolicy;
   networks: SpecNetwork[];
-  /** How long to wait for `healthy`. */
+  /** How long to wait for `healthy` (the image's health check). */
   readyTimeoutSeconds: number;
   /** What users need to log in; not part of the container, used for outputs. */
   access: MachineAccess;
@@ -282,14 +274,6 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     ports,
     volumes,
     labels,
-    healthcheck: {
-      test: ["CMD-SHELL", "node /opt/devmachines/runtime/dist/main.js --health"],
-      intervalSeconds: 5,
-      timeoutSeconds: 5,
-      // Without KVM a guest needs minutes; failures in this window do not count.
-      startPeriodSeconds: 600,
-      retries: 3,
-    },
     stopSignal: "SIGTERM",
     stopTimeoutSeconds: graceSeconds + DEFAULTS.stopMarginSeconds,
     restart: settings.restart ?? DEFAULTS.restart,

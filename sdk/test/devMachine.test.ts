@@ -69,14 +69,8 @@ test("a DevMachine creates one container and one disk volume with everything the
     Object.fromEntries(inputs.labels.map((l: { label: string; value: string }) => [l.label, l.value])),
     { team: "infra", "dev.devmachines.machine": "box", "dev.devmachines.network": "NAT", "dev.devmachines.user": "alice" },
   );
-  assert.deepEqual(inputs.healthcheck, {
-    tests: ["CMD-SHELL", "node /opt/devmachines/runtime/dist/main.js --health"],
-    interval: "5s",
-    timeout: "5s",
-    startPeriod: "600s",
-    retries: 3,
-  });
-  assert.equal(inputs.wait, true, "pulumi up waits for the VM to be ready");
+  assert.equal(inputs.healthcheck, undefined, "the image's HEALTHCHECK is inherited, not overridden");
+  assert.equal(inputs.wait, true, "pulumi up waits for the VM to be ready (the image's health check)");
   assert.equal(inputs.waitTimeout, 600);
   assert.equal(inputs.stopTimeout, 90, "longer than the guest's 60 s grace period");
   assert.equal(inputs.destroyGraceSeconds, 90);

@@ -1,8 +1,11 @@
 /** The CLI form of the container description (what runContainerSpec passes to `docker create`). */
 import assert from "node:assert/strict";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { KEY } from "./mocks.js";
-import { containerSpec, createArgs } from "../src/index.js";
+import { containerSpec, createArgs, DEFAULTS, waitHealthy } from "../src/index.js";
 
 test("createArgs turns the description into docker create flags, and the password stays out of them", () => {
   const spec = containerSpec("cli-box", {
@@ -24,7 +27,60 @@ test("createArgs turns the description into docker create flags, and the passwor
   assert.deepEqual(pairs("--network"), ["lab"]);
   assert.deepEqual(pairs("--network-alias"), ["cli-box"]);
   assert.deepEqual(pairs("--stop-timeout"), ["90"]);
-  assert.deepEqual(pairs("--health-cmd"), ["node /opt/devmachines/runtime/dist/main.js --health"]);
+  assert.deepEqual(args.filter((arg) => arg.startsWith("--health") || arg === "--no-healthcheck"), [], "the image's HEALTHCHECK is inherited as it is");
   assert.ok(pairs("--env").includes("PASSWORD_FILE=/run/secrets/devmachines/password"));
   assert.ok(!args.join(" ").includes("never-on-the-command-line"));
+});
+
+test("the image's HEALTHCHECK is the one health check: --health, failures ignored for as long as the component waits by default", async () => {
+  const dockerfile = await readFile(new URL("../../Dockerfile", import.meta.url), "utf8");
+  const healthchecks = dockerfile.split("\n").filter((line) => line.startsWith("HEALTHCHECK"));
+  assert.equal(healthchecks.length, 1);
+  const startPeriod = /--start-period=(\d+)s/.exec(healthchecks[0]!);
+  assert.ok(startPeriod, "the HEALTHCHECK has a start period in seconds");
+  assert.ok(Number(startPeriod[1]) >= DEFAULTS.readyTimeoutSeconds, "a slow TCG guest is not marked unhealthy while `wait` still waits");
+  assert.match(dockerfile, /HEALTHCHECK[^\n]*\\\n\s*CMD \["node", "\/opt\/devmachines\/runtime\/dist\/main\.js", "--health"\]/);
+});
+
+/** A stand-in `docker` binary that answers `inspect` for one container from fixed JSON. */
+async function fakeDocker(config: unknown, state: unknown): Promise<{ bin: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "devmachines-fake-docker-"));
+  const bin = join(dir, "docker");
+  await writeFile(
+    bin,
+    [
+      "#!/bin/sh",
+      'case "$*" in',
+      `  *"{{json .Config}}"*) echo '${JSON.stringify(config)}' ;;`,
+      `  *"{{json .State}}"*) echo '${JSON.stringify(state)}' ;;`,
+      '  *) echo "unexpected: $*" >&2; exit 1 ;;',
+      "esac",
+      "",
+    ].join("\n"),
+  );
+  await chmod(bin, 0o755);
+  return { bin, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+test("waitHealthy says plainly when the container has no health check (an image without HEALTHCHECK), instead of waiting", async () => {
+  for (const healthcheck of [null, { Test: ["NONE"] }]) {
+    const fake = await fakeDocker({ Image: "someone/plain-qemu:1", Healthcheck: healthcheck }, { Status: "running", ExitCode: 0 });
+    try {
+      await assert.rejects(
+        waitHealthy("plain", { docker: fake.bin, timeoutMs: 5_000, intervalMs: 10 }),
+        /container plain has no health check, so it cannot report when the VM is ready: its image someone\/plain-qemu:1 defines no HEALTHCHECK/,
+      );
+    } finally {
+      await fake.cleanup();
+    }
+  }
+  const fake = await fakeDocker(
+    { Image: "devmachines/debian:13", Healthcheck: { Test: ["CMD", "node", "/opt/devmachines/runtime/dist/main.js", "--health"] } },
+    { Status: "running", ExitCode: 0, Health: { Status: "healthy" } },
+  );
+  try {
+    assert.deepEqual(await waitHealthy("ready", { docker: fake.bin, intervalMs: 10 }), { seconds: 0 });
+  } finally {
+    await fake.cleanup();
+  }
 });
