@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs } from "./args.js";
 import { DevMachine, isPlain } from "./devMachine.js";
 import { ansibleInventory, sshConfig, type MachineInfo } from "./inventory.js";
-import { hostNames, placeMachines, placementContext, sshHostOf } from "./placement.js";
+import { groupMachineSettings, hostNames, placeMachines, placementContext } from "./placement.js";
 import { containerSpec, LABEL_PREFIX, type MachineSettings } from "./spec.js";
 
 /** Resource options of a `DevMachineGroup`: Pulumi's, plus existing Docker providers (TypeScript only). */
@@ -47,7 +47,6 @@ export class DevMachineGroup extends pulumi.ComponentResource {
       : dockerProviders?.length
         ? dockerProviders
         : [undefined];
-    const sshHosts = args.hosts?.map(sshHostOf);
 
     const placed = placeMachines(name, args, hosts);
     const networks = new Map<number, docker.Network>();
@@ -79,15 +78,9 @@ export class DevMachineGroup extends pulumi.ComponentResource {
     const machines: Record<string, DevMachine> = {};
     for (const machine of placed) {
       const provider = providers[machine.hostIndex];
-      const network = networks.get(machine.hostIndex);
-      const sshHost = sshHosts?.[machine.hostIndex];
       machines[machine.name] = new DevMachine(
         machine.fullName,
-        {
-          ...machine.settings,
-          ...(network && machine.settings.dockerNetwork === undefined && { dockerNetwork: network.name }),
-          ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
-        },
+        groupMachineSettings(args, machine, networks.get(machine.hostIndex)?.name),
         { parent: this, ...(provider && { provider }), placement: placementContext(name, machine) },
       );
     }

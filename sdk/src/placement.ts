@@ -7,6 +7,7 @@
  * A field set on a machine replaces the template's field as a whole (lists
  * such as `ports` or `labels` are not merged).
  */
+import type * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs, DockerHostArgs, MachineOverrideArgs, MachineSettingsArgs } from "./args.js";
 import { containerSpec, type ContainerSpec, type MachineSettings, type SpecContext } from "./spec.js";
 
@@ -78,16 +79,30 @@ export interface PlacedSpec {
  * elsewhere, e.g. with `runContainerSpec` on each host.
  */
 export function groupContainerSpecs(group: string, args: DevMachineGroupArgs, hosts: string[] = hostNames(args.hosts)): PlacedSpec[] {
-  const sshHosts = args.hosts?.map(sshHostOf);
   return placeMachines(group, args, hosts).map((machine) => {
-    const sshHost = sshHosts?.[machine.hostIndex];
-    const settings = {
-      ...machine.settings,
-      ...((args.privateNetwork ?? true) && machine.settings.dockerNetwork === undefined && { dockerNetwork: group }),
-      ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
-    } as MachineSettings;
+    // The component names its private network after the group, too.
+    const settings = groupMachineSettings(args, machine, (args.privateNetwork ?? true) ? group : undefined) as MachineSettings;
     return { machine, spec: containerSpec(machine.fullName, settings, placementContext(group, machine)) };
   });
+}
+
+/**
+ * A placed machine's settings with what the group adds, unless the machine sets it itself:
+ * the group's private network (`privateNetwork`, undefined without one) and the SSH address
+ * of the host it was placed on. `DevMachineGroup` and `groupContainerSpecs` both use this.
+ */
+export function groupMachineSettings(
+  args: DevMachineGroupArgs,
+  machine: PlacedMachine,
+  privateNetwork: pulumi.Input<string> | undefined,
+): MachineSettingsArgs {
+  const host = args.hosts?.[machine.hostIndex];
+  const sshHost = host && sshHostOf(host);
+  return {
+    ...machine.settings,
+    ...(privateNetwork !== undefined && machine.settings.dockerNetwork === undefined && { dockerNetwork: privateNetwork }),
+    ...(sshHost !== undefined && machine.settings.sshHost === undefined && { sshHost }),
+  };
 }
 
 /** The labels and network aliases a group gives a machine. */

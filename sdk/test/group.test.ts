@@ -3,7 +3,7 @@ import { test } from "node:test";
 import * as docker from "@pulumi/docker";
 import { parse } from "yaml";
 import { KEY, resourcesOf, value, type Recorded } from "./mocks.js";
-import { DevMachineGroup, envList, groupContainerSpecs, hostNames, placeMachines, sshHostOf } from "../src/index.js";
+import { DevMachineGroup, envList, groupContainerSpecs, groupMachineSettings, hostNames, placeMachines, sshHostOf } from "../src/index.js";
 
 const CONTAINER = "docker:index/container:Container";
 const NETWORK = "docker:index/network:Network";
@@ -134,4 +134,16 @@ test("groupContainerSpecs (what the conformance test runs) describes exactly the
   const machines = await value(group.machines);
   assert.equal(machines.b!.sshHost, "two");
   assert.equal(machines.a!.sshHost, "127.0.0.1");
+});
+
+test("groupMachineSettings: the group's network and the host's SSH address, unless the machine sets its own", () => {
+  const args = {
+    template: { sshKeys: [KEY] },
+    machines: [{ name: "own", dockerNetwork: "lan", sshHost: "jump.example" }, { name: "given" }],
+    hosts: [{ host: "ssh://me@one" }, { host: "ssh://me@two", sshHost: "two.example" }],
+  };
+  const [own, given] = placeMachines("merge", args, hostNames(args.hosts));
+  assert.deepEqual(groupMachineSettings(args, own!, "merge"), { sshKeys: [KEY], dockerNetwork: "lan", sshHost: "jump.example" });
+  assert.deepEqual(groupMachineSettings(args, given!, "merge"), { sshKeys: [KEY], dockerNetwork: "merge", sshHost: "two.example" });
+  assert.deepEqual(groupMachineSettings({ template: { sshKeys: [KEY] } }, given!, undefined), { sshKeys: [KEY] }, "no private network, no hosts: nothing added");
 });
