@@ -144,12 +144,11 @@ test("handles replies and events split at any byte (through a one-byte-at-a-time
 });
 
 test("connect gives up after its timeout when no socket appears", async () => {
-  const started = Date.now();
+  // The outcome is the error that names the timeout; no stopwatch.
   await assert.rejects(
     QmpClient.connect(path.join(dir, "never.sock"), { timeoutMs: 300 }),
     /did not accept a connection within 300 ms/,
   );
-  assert.ok(Date.now() - started < 2000);
 });
 
 test("connect stops when its signal aborts", async () => {
