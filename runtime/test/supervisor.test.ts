@@ -2,7 +2,7 @@
 // (fixtures/supervise-run.ts) so that it receives real SIGTERMs.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { QmpClient } from "../src/supervise/qmp.js";
 import { chooseInitialAccel, probeKvm, looksLikeKvmFailure } from "../src/supervise/accel.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
+import { kernelOrSkip } from "./fixtures/supervise-kernel.js";
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
 let dir: string;
@@ -102,16 +103,6 @@ function pausedVmArgs(qmpSocket: string, extra: string[] = []): string[] {
     "-monitor", "none", "-qmp", `unix:${qmpSocket},server=on,wait=off`, ...extra];
 }
 
-/** Debian trixie's cloud kernel (fetched once by a fixture script), or undefined when unavailable. */
-function testKernel(): string | undefined {
-  try {
-    const out = execFileSync(path.join(fixtures, "supervise-kernel.sh"), { encoding: "utf8", timeout: 120_000 }).trim();
-    return out && fs.existsSync(out) ? out : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** A kernel with no root fs panics; panic=-1 reboots at once and -no-reboot makes QEMU exit 0. */
 function panickingKernelArgs(kernel: string, qmpSocket: string): string[] {
   return ["-nodefaults", "-machine", "q35", "-m", "256", "-display", "none", "-serial", "stdio",
@@ -129,12 +120,14 @@ test("SIGTERM, guest ignores the power-down: QEMU is killed after the grace peri
   await run.waitFor(/asking the guest to power off/);
   run.child.kill("SIGTERM"); // a second signal while waiting changes nothing
   const { exitCode, result } = await run.done;
-  const took = Date.now() - signalled;
+  const tookMs = Date.now() - signalled;
   assert.equal(exitCode, ExitCode.Killed, run.stderr());
   assert.equal(result.code, ExitCode.Killed);
   assert.match(run.stderr(), /SIGTERM received again/);
   assert.match(run.stderr(), /did not power off within 1s/);
-  assert.ok(took >= 1000 && took < 8000, `took ${took} ms`);
+  // The outcome is judged by the exit code and the log above; the lower bound only proves that
+  // the grace period was waited before the kill (a little slack for millisecond rounding).
+  assert.ok(tookMs >= 950, `killed after ${tookMs} ms, before the 1 s grace period had passed`);
   assert.equal(alive(pid), false, "QEMU must be gone");
   assert.equal(fs.existsSync(qmpSocket), false, "QMP socket removed");
 });
@@ -199,8 +192,8 @@ test("ACCEL=kvm without a usable KVM is a host error that says --device /dev/kvm
 });
 
 test("guest kernel panics with -no-reboot: QEMU exits on its own -> Ok; serial console forwarded, ready marker seen", async (t) => {
-  const kernel = testKernel();
-  if (!kernel) return t.skip("no test kernel (runtime/test/fixtures/supervise-kernel.sh could not fetch one)");
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
   const qmpSocket = path.join(dir, "panic.sock");
   const run = supervise({
     accel: "tcg",
@@ -223,8 +216,8 @@ test("ACCEL=auto falls back to TCG exactly when KVM really fails the guest", asy
   // it with "KVM internal error. Suberror: 1" a few seconds in, and QEMU stays alive with
   // the VM in run state internal-error. On a host with working KVM the same guest boots
   // under KVM and no fallback may happen.
-  const kernel = testKernel();
-  if (!kernel) return t.skip("no test kernel (runtime/test/fixtures/supervise-kernel.sh could not fetch one)");
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
   const kvmUsable = probeKvm().usable;
   const paravirtual = fs.existsSync("/sys/module/kvm_pvm");
   const qmpSocket = path.join(dir, "auto.sock");
@@ -255,4 +248,20 @@ test("ACCEL=auto falls back to TCG exactly when KVM really fails the guest", asy
     assert.deepEqual(attempts, [{ accel: "kvm" }]);
     assert.doesNotMatch(stderr, /restarting the VM under TCG/);
   }
+});
+
+test("without a test kernel: a failure when DEVMACHINES_E2E=required, otherwise a loud skip", (t) => {
+  const missing = { reason: "supervise-kernel.sh failed: no network" };
+  const skipped: string[] = [];
+  const fake = { name: "kernel test", skip: (message?: string) => void skipped.push(message ?? "") };
+  assert.throws(() => kernelOrSkip(fake, missing, true), /DEVMACHINES_E2E=required, but "kernel test" has no test kernel: .*no network/);
+  assert.deepEqual(skipped, [], "a required run never skips");
+
+  const warned: string[] = [];
+  t.mock.method(console, "warn", (text: string) => void warned.push(text));
+  assert.equal(kernelOrSkip(fake, missing, false), undefined);
+  assert.match(warned.join("\n"), /SKIPPING "kernel test": no test kernel: .*no network/);
+  assert.deepEqual(skipped, ["no test kernel: supervise-kernel.sh failed: no network"]);
+
+  assert.equal(kernelOrSkip(fake, { path: "/boot/vmlinuz" }, true), "/boot/vmlinuz");
 });
