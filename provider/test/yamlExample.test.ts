@@ -18,9 +18,17 @@ function resolveType(schema: Schema, ref: string) {
   return type;
 }
 
-/** Checks a YAML value against a schema property; interpolations (`${...}`) stand for any value of the type. */
-function check(schema: Schema, property: any, value: unknown, where: string): void {
-  if (typeof value === "string" && /^\$\{[^}]+\}$/.test(value)) return;
+/**
+ * Checks a YAML value against a schema property; interpolations (`${...}`) stand for any value
+ * of the type, except that a secret (a config value declared `secret: true`, in `secrets`) cannot
+ * go where the schema wants a plain value: such a property cannot hold a secret.
+ */
+function check(schema: Schema, property: any, value: unknown, where: string, secrets: ReadonlySet<string> = new Set()): void {
+  if (typeof value === "string" && /^\$\{[^}]+\}$/.test(value)) {
+    const name = value.slice(2, -1).trim();
+    assert.ok(!(property.plain && secrets.has(name)), `${where} is plain in the schema: it cannot take the secret \${${name}}`);
+    return;
+  }
   if (property.$ref) {
     const type = resolveType(schema, property.$ref);
     if (type.enum) {
@@ -28,7 +36,7 @@ function check(schema: Schema, property: any, value: unknown, where: string): vo
       assert.ok(allowed.includes(value), `${where}: ${JSON.stringify(value)} is not one of ${allowed.join(", ")}`);
       return;
     }
-    checkObject(schema, type.properties, value, where);
+    checkObject(schema, type.properties, value, where, secrets);
     return;
   }
   switch (property.type) {
@@ -43,22 +51,22 @@ function check(schema: Schema, property: any, value: unknown, where: string): vo
       return;
     case "array":
       assert.ok(Array.isArray(value), `${where} must be a list`);
-      (value as unknown[]).forEach((item, index) => check(schema, property.items, item, `${where}[${index}]`));
+      (value as unknown[]).forEach((item, index) => check(schema, property.items, item, `${where}[${index}]`, secrets));
       return;
     case "object":
       assert.ok(value && typeof value === "object", `${where} must be a map`);
-      for (const [key, item] of Object.entries(value as object)) check(schema, property.additionalProperties, item, `${where}.${key}`);
+      for (const [key, item] of Object.entries(value as object)) check(schema, property.additionalProperties, item, `${where}.${key}`, secrets);
       return;
     default:
       assert.fail(`${where}: schema property without a known type: ${JSON.stringify(property)}`);
   }
 }
 
-function checkObject(schema: Schema, properties: Record<string, any>, value: unknown, where: string): void {
+function checkObject(schema: Schema, properties: Record<string, any>, value: unknown, where: string, secrets: ReadonlySet<string> = new Set()): void {
   assert.ok(value && typeof value === "object" && !Array.isArray(value), `${where} must be a map`);
   for (const [key, item] of Object.entries(value as object)) {
     assert.ok(properties[key], `${where}.${key} is not a property (known: ${Object.keys(properties).join(", ")})`);
-    check(schema, properties[key], item, `${where}.${key}`);
+    check(schema, properties[key], item, `${where}.${key}`, secrets);
   }
   for (const [key, property] of Object.entries(properties)) {
     if (!property.optional) assert.ok(key in (value as object), `${where}.${key} is required`);
@@ -71,6 +79,8 @@ test("examples/yaml uses the plugin's components exactly as its schema defines t
   assert.equal(program.runtime, "yaml");
   assert.equal(program.packages.devmachines, "../../provider", "the program loads the plugin from this repository");
 
+  const secrets = new Set(Object.entries<any>(program.config ?? {}).filter(([, c]) => c?.secret === true).map(([name]) => name));
+  assert.ok(secrets.size > 0, "the example passes a secret (a password) through the plugin");
   const typeOf: Record<string, string> = {};
   for (const [name, resource] of Object.entries<any>(program.resources)) {
     // YAML accepts `pkg:Type` for `pkg:index:Type`.
@@ -80,7 +90,7 @@ test("examples/yaml uses the plugin's components exactly as its schema defines t
     assert.ok(definition, `${name}: ${resource.type} is not in the schema`);
     typeOf[name] = token;
     const inputs = Object.fromEntries(Object.entries<any>(definition.inputProperties).map(([key, p]) => [key, { ...p, optional: p.optional ?? !(definition.requiredInputs ?? []).includes(key) }]));
-    checkObject(schema, inputs, resource.properties ?? {}, name);
+    checkObject(schema, inputs, resource.properties ?? {}, name, secrets);
   }
   assert.deepEqual(Object.values(typeOf).sort(), ["devmachines:index:DevMachine", "devmachines:index:DevMachineGroup"]);
 
@@ -100,4 +110,8 @@ test("the checker refuses what the schema does not allow", async () => {
   assert.throws(() => checkObject(schema, inputs, { network: "WIFI" }, "box"), /is not one of NAT, BRIDGE/);
   assert.throws(() => checkObject(schema, inputs, { cpu: "two" }, "box"), /box\.cpu must be a number/);
   assert.throws(() => checkObject(schema, inputs, { ports: [{ hostPort: 80 }] }, "box"), /box\.ports\[0\]\.guestPort is required/);
+  const plainName = { ...inputs, user: { ...inputs.user, plain: true } };
+  assert.throws(() => checkObject(schema, plainName, { user: "${secretUser}" }, "box", new Set(["secretUser"])), /box\.user is plain in the schema: it cannot take the secret/);
+  // Nested fields are inputs, so a secret users[].password passes.
+  checkObject(schema, inputs, { users: [{ name: "ops", password: "${pw}" }] }, "box", new Set(["pw"]));
 });

@@ -53,35 +53,35 @@ export type RestartPolicy = (typeof RestartPolicy)[keyof typeof RestartPolicy];
 /** A user account created in the guest by cloud-init. */
 export interface UserArgs {
   /** Linux user name: a lowercase letter or _, then up to 31 of a-z 0-9 _ -; not root. */
-  name: string;
-  /** Password for console and SSH password login. Kept secret; sent to the container as a file for the first user. Extra users travel in a file too (USERS_FILE), never in the environment. */
-  password?: string;
-  /** A crypt(3) hash as /etc/shadow holds it (`mkpasswd -m sha-512`), instead of `password`. */
-  passwordHash?: string;
+  name: pulumi.Input<string>;
+  /** Password for console and SSH password login. Kept secret: the users travel to the container in a file (`USERS_FILE`), never in the environment. */
+  password?: pulumi.Input<string>;
+  /** A crypt(3) hash as /etc/shadow holds it (`mkpasswd -m sha-512`), instead of `password`. Kept secret too. */
+  passwordHash?: pulumi.Input<string>;
   /** OpenSSH public keys allowed to log in as this user. */
-  sshKeys?: string[];
+  sshKeys?: pulumi.Input<pulumi.Input<string>[]>;
   /** Passwordless sudo. Default true. */
-  sudo?: boolean;
+  sudo?: pulumi.Input<boolean>;
 }
 
 /** A port of the guest made reachable from outside (NAT mode). */
 export interface PortArgs {
   /** The port inside the VM. */
-  guestPort: number;
+  guestPort: pulumi.Input<number>;
   /** The port published on the Docker host. Default: Docker picks a free one. */
-  hostPort?: number;
+  hostPort?: pulumi.Input<number>;
   /** tcp (default) or udp. */
-  protocol?: Protocol;
+  protocol?: pulumi.Input<Protocol>;
   /** Host address to publish on, e.g. 127.0.0.1 to keep it local. Default: every address. */
-  hostIp?: string;
+  hostIp?: pulumi.Input<string>;
 }
 
 /** A label on the machine's container. */
 export interface LabelArgs {
   /** Label key, e.g. `team`. */
-  label: string;
+  label: pulumi.Input<string>;
   /** Label value. */
-  value: string;
+  value: pulumi.Input<string>;
 }
 
 /** Everything one machine can be told. Shared by `DevMachine` and the template and overrides of `DevMachineGroup`. */
@@ -96,7 +96,7 @@ export interface MachineSettingsArgs {
   user?: pulumi.Input<string>;
   /** Password of `user`. A Pulumi secret; reaches the container as a file (`PASSWORD_FILE`), never as plain environment. */
   password?: pulumi.Input<string>;
-  /** crypt(3) hash of the password of `user`, instead of `password`. */
+  /** crypt(3) hash of the password of `user`, instead of `password`. Kept secret like a password: reaches the container in a file (`USERS_FILE`), never in the environment. */
   passwordHash?: pulumi.Input<string>;
   /** OpenSSH public keys of `user`. */
   sshKeys?: pulumi.Input<pulumi.Input<string>[]>;
@@ -116,7 +116,7 @@ export interface MachineSettingsArgs {
   persistent?: boolean;
   /** Keep the disk volume when the stack is destroyed (Pulumi `retainOnDelete`). Default false. */
   keepDisk?: boolean;
-  /** Extra cloud-config (YAML) or a script starting with `#!`, applied in addition to what the launcher generates. */
+  /** Extra cloud-config (YAML) or a script starting with `#!`, applied in addition to what the launcher generates. Reaches the container as a file, kept secret when given as a Pulumi secret. */
   userData?: pulumi.Input<string>;
   /** The VM's host name. Default: the machine's name. */
   hostname?: pulumi.Input<string>;
