@@ -1,8 +1,9 @@
 /**
- * The container description as `@pulumi/docker` arguments. Secret files stay
- * secret on the way: the spec itself is computed from unsecreted inputs (so
- * that names, ports and labels are readable in previews) and the parts that
- * carry secrets are marked secret again here.
+ * The container description as `@pulumi/docker` arguments. Secrets stay secret on the
+ * way: the description is computed from unsecreted settings (so that names, ports and
+ * labels stay readable in previews when they hold no secret), and every part that
+ * carries a secret is marked secret again here: files with `secret` set, the
+ * environment when `secrets.env`, all other arguments when `secrets.other`.
  */
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
@@ -14,11 +15,13 @@ function secretIf<T>(value: T, secret: boolean): pulumi.Output<T> {
 
 /** `docker.Container` arguments for a container description. */
 export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.ContainerArgs {
+  /** A part of the description, secret when a secret setting flows into the container's other arguments. */
+  const part = <T>(pick: (s: ContainerSpec) => T): pulumi.Output<T> => spec.apply((s) => secretIf(pick(s), s.secrets.other));
   return {
-    name: spec.name,
-    image: spec.image,
-    hostname: spec.hostname,
-    envs: spec.apply((s) => envList(s.env)),
+    name: part((s) => s.name),
+    image: part((s) => s.image),
+    hostname: part((s) => s.hostname),
+    envs: spec.apply((s) => secretIf(envList(s.env), s.secrets.env)),
     uploads: spec.apply((s) =>
       secretIf(
         s.files.map((file) => ({ file: file.path, content: file.content, permissions: file.mode })),
@@ -27,7 +30,7 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
     ),
     devices: spec.apply((s) => s.devices.map((path) => ({ hostPath: path, containerPath: path, permissions: "rwm" }))),
     capabilities: spec.apply((s) => ({ adds: s.capAdd })),
-    ports: spec.apply((s) =>
+    ports: part((s) =>
       s.ports.map((port) => ({
         internal: port.containerPort,
         protocol: port.protocol,
@@ -35,25 +38,25 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
         ...(port.hostIp !== undefined && { ip: port.hostIp }),
       })),
     ),
-    volumes: spec.apply((s) => s.volumes.map((volume) => ({ volumeName: volume.name, containerPath: volume.containerPath }))),
-    labels: spec.apply((s) => Object.entries(s.labels).map(([label, value]) => ({ label, value }))),
+    volumes: part((s) => s.volumes.map((volume) => ({ volumeName: volume.name, containerPath: volume.containerPath }))),
+    labels: part((s) => Object.entries(s.labels).map(([label, value]) => ({ label, value }))),
     // No `healthcheck`: the image's HEALTHCHECK is inherited. With `wait`, `pulumi up` returns
     // once it reports healthy (SSH answers, cloud-init done), not when QEMU starts.
     wait: true,
-    waitTimeout: spec.readyTimeoutSeconds,
+    waitTimeout: part((s) => s.readyTimeoutSeconds),
     stopSignal: spec.stopSignal,
-    stopTimeout: spec.stopTimeoutSeconds,
+    stopTimeout: part((s) => s.stopTimeoutSeconds),
     // Same patience on `pulumi destroy`: the guest shuts down cleanly instead of losing its disk's last writes.
-    destroyGraceSeconds: spec.stopTimeoutSeconds,
-    restart: spec.restart,
-    networksAdvanced: spec.apply((s) => s.networks.map((network) => ({ name: network.name, aliases: network.aliases }))),
+    destroyGraceSeconds: part((s) => s.stopTimeoutSeconds),
+    restart: part((s) => s.restart),
+    networksAdvanced: part((s) => s.networks.map((network) => ({ name: network.name, aliases: network.aliases }))),
     mustRun: true,
   };
 }
 
 /** `docker.Volume` arguments for the description's disk volume. */
 export function volumeArgs(spec: pulumi.Output<ContainerSpec>, index = 0): docker.VolumeArgs {
-  const volume = spec.apply((s) => s.volumes[index]!);
+  const volume = spec.apply((s) => secretIf(s.volumes[index]!, s.secrets.other));
   return {
     name: volume.name,
     labels: volume.apply((v) => Object.entries(v.labels).map(([label, value]) => ({ label, value }))),

@@ -52,8 +52,14 @@ export class DevMachine extends pulumi.ComponentResource {
     // Plain arguments are checked now, so a bad value fails at once with the runtime's message;
     // arguments that are outputs are checked when they resolve (still during preview when known).
     if (isPlain(args)) containerSpec(name, args as pulumi.Unwrap<DevMachineArgs>, placement);
+    // The description is built from unsecreted settings, so that what holds no secret stays
+    // readable; which settings were secret is remembered first, and what they flow into is
+    // marked secret again (containerArgs, the outputs, the `spec` getter).
+    const secretSettings = secretArguments(args);
     const settings = pulumi.unsecret(pulumi.output(args)) as pulumi.Output<pulumi.Unwrap<DevMachineArgs>>;
-    const spec = settings.apply((s) => containerSpec(name, s, placement));
+    const spec = pulumi
+      .all([settings, secretSettings])
+      .apply(([s, secrets]) => containerSpec(name, s, { ...placement, secretSettings: secrets }));
 
     const volume =
       args.persistent === false
@@ -65,20 +71,21 @@ export class DevMachine extends pulumi.ComponentResource {
       // The name is fixed, so a replacement must remove the old container first.
       deleteBeforeReplace: true,
     });
-    internals.set(this, { spec, container, ...(volume && { volume }) });
+    internals.set(this, { spec: spec.apply((s) => secretIf(s, holdsSecrets(s))), container, ...(volume && { volume }) });
 
     this.containerId = container.id;
     this.containerName = container.name;
     this.ipAddress = pulumi
       .all([container.networkDatas, spec])
       .apply(([datas, s]) => (datas?.find((d) => d.networkName === s.networks[0]?.name) ?? datas?.[0])?.ipAddress ?? "");
-    this.sshHost = pulumi.all([spec, this.ipAddress]).apply(([s, ip]) => s.access.sshHost ?? ip);
+    // Secret only when a secret setting flows into them (a password never does).
+    this.sshHost = pulumi.all([spec, this.ipAddress]).apply(([s, ip]) => secretIf(s.access.sshHost ?? ip, s.secrets.other));
     this.sshPort = pulumi.all([spec, container.ports]).apply(([s, ports]) => {
       if (s.access.network === "BRIDGE") return 22;
       const published = ports?.find((port) => port.internal === 22 && (port.protocol ?? "tcp") === "tcp");
       return published?.external ?? s.access.sshPort ?? 0;
     });
-    this.sshUser = spec.access.user;
+    this.sshUser = spec.apply((s) => secretIf(s.access.user, s.secrets.other));
     this.sshCommand = pulumi.interpolate`ssh -p ${this.sshPort} ${this.sshUser}@${this.sshHost}`;
     this.volumeName = volume ? volume.name : pulumi.output("");
 
@@ -94,7 +101,10 @@ export class DevMachine extends pulumi.ComponentResource {
     });
   }
 
-  /** The plain container description this machine deploys (what `runContainerSpec` runs without Pulumi). */
+  /**
+   * The plain container description this machine deploys (what `runContainerSpec` runs without
+   * Pulumi). A Pulumi secret when it holds one: a password or hash, or a setting that was secret.
+   */
   get spec(): pulumi.Output<ContainerSpec> {
     return internals.get(this)!.spec;
   }
@@ -108,6 +118,21 @@ export class DevMachine extends pulumi.ComponentResource {
   get volume(): docker.Volume | undefined {
     return internals.get(this)!.volume;
   }
+}
+
+function secretIf<T>(value: T, secret: boolean): pulumi.Output<T> {
+  return (secret ? pulumi.secret(value) : pulumi.output(value)) as pulumi.Output<T>;
+}
+
+/** The description holds a secret: a secret file, or a secret setting in the environment or elsewhere. */
+function holdsSecrets(spec: ContainerSpec): boolean {
+  return spec.secrets.env || spec.secrets.other || spec.files.some((file) => file.secret);
+}
+
+/** The names of the arguments that hold a Pulumi secret anywhere inside them (also nested, e.g. `users[0].password`). */
+export function secretArguments(args: object): pulumi.Output<string[]> {
+  const checks = Object.entries(args).map(async ([key, value]) => ((await pulumi.isSecret(pulumi.output(value))) ? [key] : []));
+  return pulumi.output(Promise.all(checks).then((keys) => keys.flat()));
 }
 
 /** True when a value holds no outputs or promises anywhere, so it can be validated right away. */

@@ -47,8 +47,19 @@ export interface SpecFile {
   content: string;
   /** Octal permission bits, e.g. "0600". */
   mode: string;
-  /** Contains a secret: Pulumi keeps it secret, the CLI run writes it to a private temp dir only. */
+  /** Contains a secret (a password, a hash, or a setting that was a Pulumi secret): Pulumi keeps it secret, the CLI run writes it to a private temp dir only. */
   secret: boolean;
+}
+
+/**
+ * Which parts of the description hold values of settings that were Pulumi secrets, so the
+ * component keeps those parts secret (files say it each, in `files[].secret`).
+ */
+export interface SpecSecrets {
+  /** The environment: Pulumi keeps `envs` secret (`docker inspect` still shows them: secrets belong in files). */
+  env: boolean;
+  /** Every other container argument (name, labels, ports, networks, ...) and the SSH outputs. */
+  other: boolean;
 }
 
 /** A container port published on the Docker host. */
@@ -88,6 +99,7 @@ export interface ContainerSpec {
   ports: PublishedPort[];
   volumes: SpecVolume[];
   labels: Record<string, string>;
+  secrets: SpecSecrets;
   // No healthcheck here: the image's own HEALTHCHECK (Dockerfile: `--health`, 600 s start period)
   // is inherited, so `docker run`, compose and Pulumi all wait on the same check.
   stopSignal: "SIGTERM";
@@ -118,7 +130,21 @@ export interface SpecContext {
   hostName?: string;
   /** More names on the Docker network (a group adds the machine's short name). */
   aliases?: string[];
+  /** The settings (field names) that arrived as Pulumi secrets: what they flow into is kept secret. */
+  secretSettings?: readonly string[];
 }
+
+/** Settings that reach the container's environment. */
+const ENV_SETTINGS = ["cpu", "memory", "storage", "network", "accel", "hostname", "containerName", "graceSeconds", "user", "sshKeys", "ports", "vnc"];
+/**
+ * Settings that reach other container arguments or the SSH outputs. The names in `users` are
+ * not among them: `users` secrecy covers its file (passwords, hashes, keys), while the first
+ * user's name still labels the container and is the SSH user.
+ */
+const OTHER_SETTINGS = [
+  "containerName", "image", "hostname", "labels", "ports", "sshPort", "sshHostIp", "restart", "dockerNetwork",
+  "graceSeconds", "readyTimeoutSeconds", "user", "network", "sshHost",
+];
 
 /** The runtime refused the settings; `issues` name the container variable, the message says which argument. */
 export class DevMachineConfigError extends Error {
@@ -168,6 +194,8 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
   const containerName = settings.containerName ?? name;
   const network = settings.network ?? DEFAULTS.network;
   const issues: ConfigIssue[] = [];
+  const secretSettings = new Set(context.secretSettings ?? []);
+  const secret = (fields: readonly string[]) => fields.some((field) => secretSettings.has(field));
 
   const env: Record<string, string> = {
     CPU: String(settings.cpu ?? DEFAULTS.cpu),
@@ -199,9 +227,9 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     issues.push({ variable: "USER", message: "is required when password, passwordHash or sshKeys is set: they belong to that user" });
   }
   if (users.length > 0) {
-    // A file, like PASSWORD_FILE: plaintext passwords must not show in `docker inspect`.
+    // A file, like PASSWORD_FILE: passwords and hashes must not show in `docker inspect`.
     env.USERS_FILE = `${SECRETS_DIR}/users.json`;
-    files.push({ path: env.USERS_FILE, content: JSON.stringify(users), mode: "0400", secret: users.some((entry) => entry.password !== undefined) });
+    files.push({ path: env.USERS_FILE, content: JSON.stringify(users), mode: "0400", secret: secret(["users"]) || users.some(hasPassword) });
   }
 
   const forwards: string[] = [];
@@ -227,7 +255,8 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
   if (forwards.length > 0) env.PORTS = forwards.join(",");
   if (settings.vnc !== undefined) env.VNC = settings.vnc;
   if (settings.userData !== undefined) {
-    files.push({ path: USER_DATA_PATH, content: settings.userData, mode: "0444", secret: false });
+    const secretUserData = secret(["userData"]);
+    files.push({ path: USER_DATA_PATH, content: settings.userData, mode: secretUserData ? "0400" : "0444", secret: secretUserData });
   }
 
   // The runtime's own parser is the judge: same rules, same messages as the container.
@@ -244,6 +273,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     }
   }
   if (issues.length > 0) throw new DevMachineConfigError(name, issues);
+  if (env.PASSWORD_HASH !== undefined) hashIntoUsersFile(env, files);
 
   const labels: Record<string, string> = {};
   for (const { label, value } of settings.labels ?? []) labels[label] = value;
@@ -274,6 +304,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     ports,
     volumes,
     labels,
+    secrets: { env: secret(ENV_SETTINGS), other: secret(OTHER_SETTINGS) },
     stopSignal: "SIGTERM",
     stopTimeoutSeconds: graceSeconds + DEFAULTS.stopMarginSeconds,
     restart: settings.restart ?? DEFAULTS.restart,
@@ -286,6 +317,35 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
       ...(network === "NAT" ? settings.sshPort !== undefined && { sshPort: settings.sshPort } : { sshPort: 22 }),
     },
   };
+}
+
+function hasPassword(user: { password?: string | undefined; passwordHash?: string | undefined }): boolean {
+  return user.password !== undefined || user.passwordHash !== undefined;
+}
+
+/**
+ * The runtime reads PASSWORD_HASH from the environment only, where `docker inspect` shows it.
+ * So once the settings passed the runtime's rules in their short form (USER, PASSWORD_HASH,
+ * SSH_KEYS), the user travels as the first entry of USERS_FILE instead: the same user (first,
+ * with sudo), read from a secret file.
+ */
+function hashIntoUsersFile(env: Record<string, string>, files: SpecFile[]): void {
+  const entry = {
+    name: env.USER!,
+    passwordHash: env.PASSWORD_HASH!,
+    ...(env.SSH_KEYS !== undefined && { sshKeys: env.SSH_KEYS.split(",") }),
+    sudo: true,
+  };
+  delete env.USER;
+  delete env.PASSWORD_HASH;
+  delete env.SSH_KEYS;
+  const path = `${SECRETS_DIR}/users.json`;
+  const existing = files.find((file) => file.path === path);
+  const others = existing ? (JSON.parse(existing.content) as unknown[]) : [];
+  const file: SpecFile = { path, content: JSON.stringify([entry, ...others]), mode: "0400", secret: true };
+  if (existing) files.splice(files.indexOf(existing), 1, file);
+  else files.push(file);
+  env.USERS_FILE = path;
 }
 
 function unique(value: string, index: number, all: string[]): boolean {

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { KEY, resourcesOf, value } from "./mocks.js";
+import { KEY, resourcesOf, SECRET_SIG, SECRET_VALUE, value } from "./mocks.js";
+import { parseConfig } from "@devmachines/runtime/config";
 import { containerArgs, DevMachine, DevMachineConfigError, containerSpec } from "../src/index.js";
 
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
 const CONTAINER = "docker:index/container:Container";
 const VOLUME = "docker:index/volume:Volume";
 
@@ -87,22 +86,102 @@ test("secrets stay secret: the password upload is secret, the rest of the contai
   assert.equal(await pulumi.isSecret(args.envs as pulumi.Output<unknown>), false);
   assert.equal(await pulumi.isSecret(args.ports as pulumi.Output<unknown>), false);
 
-  // Extra users travel in a file too, secret when one of them has a plaintext password.
+  // Extra users travel in a file too, secret when one of them has a password or a hash.
   const manySpec = containerSpec("many", { users: [{ name: "ann", password: "pw-of-ann" }, { name: "ben", sshKeys: [KEY] }] });
   assert.equal(manySpec.env.USERS, undefined);
   assert.ok(!JSON.stringify(manySpec.env).includes("pw-of-ann"), "no password in the environment");
   const many = containerArgs(pulumi.output(manySpec));
   assert.equal(await pulumi.isSecret(many.envs as pulumi.Output<unknown>), false);
   assert.equal(await pulumi.isSecret(many.uploads as pulumi.Output<unknown>), true);
-  const hashed = containerArgs(pulumi.output(containerSpec("hashed", { users: [{ name: "ann", passwordHash: "$6$salt$abc" }] })));
-  assert.equal(await pulumi.isSecret(hashed.uploads as pulumi.Output<unknown>), false);
+  const hashed = containerArgs(pulumi.output(containerSpec("hashed", { users: [{ name: "ann", passwordHash: HASH }] })));
+  assert.equal(await pulumi.isSecret(hashed.uploads as pulumi.Output<unknown>), true, "a password hash is a secret too");
+  const keysOnly = containerArgs(pulumi.output(containerSpec("keys-only", { users: [{ name: "ann", sshKeys: [KEY] }], userData: "packages: [htop]\n" })));
+  assert.equal(await pulumi.isSecret(keysOnly.uploads as pulumi.Output<unknown>), false, "public keys and plain user data are not secret");
 });
 
-test("a secret input does not make the machine's outputs secret, and the component's own outputs hide no password", async () => {
+const HASH = "$6$saltsalt$Bq0e1nq6hY1ZzF0.jVqKx2m3oXr5cQ8uYbJmTQdpQfPQ2yU8cYhN0vD1aG7sR4wE9kL3nM6tB5pA2xZ1cV0uW/";
+
+test("a password hash never reaches the environment: the user travels in the secret USERS_FILE, read by the runtime as the same user", () => {
+  const spec = containerSpec("hash-box", { user: "alice", passwordHash: HASH, sshKeys: [KEY] });
+  assert.ok(!JSON.stringify(spec.env).includes(HASH), "no hash in the environment (docker inspect)");
+  assert.equal(spec.env.PASSWORD_HASH, undefined);
+  assert.equal(spec.env.USER, undefined);
+  assert.equal(spec.env.USERS_FILE, "/run/secrets/devmachines/users.json");
+  const file = spec.files.find((f) => f.path === spec.env.USERS_FILE)!;
+  assert.deepEqual(file && { mode: file.mode, secret: file.secret }, { mode: "0400", secret: true });
+  assert.deepEqual(JSON.parse(file.content), [{ name: "alice", passwordHash: HASH, sshKeys: [KEY], sudo: true }]);
+  assert.equal(spec.access.user, "alice");
+  assert.equal(spec.labels["dev.devmachines.user"], "alice");
+
+  // The runtime reads the deployed form as exactly the user the short form (USER, PASSWORD_HASH, SSH_KEYS) describes.
+  const read = (env: Record<string, string>, files: { path: string; content: string }[]) => {
+    const result = parseConfig(env, (path) => files.find((f) => f.path === path)?.content);
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.issues));
+    return result.config.users;
+  };
+  const { USERS_FILE: _, ...rest } = spec.env;
+  const shortForm = read({ ...rest, USER: "alice", PASSWORD_HASH: HASH, SSH_KEYS: KEY }, []);
+  assert.deepEqual(read(spec.env, spec.files), shortForm);
+
+  // With more users, the short-form user stays first.
+  const both = containerSpec("hash-many", { user: "alice", passwordHash: HASH, users: [{ name: "ben", sshKeys: [KEY] }] });
+  assert.deepEqual(read(both.env, both.files).map((u) => u.name), ["alice", "ben"]);
+  assert.ok(!JSON.stringify(both.env).includes(HASH));
+  // The rules still speak of the arguments the user gave.
+  assert.throws(() => containerSpec("hash-pw", { user: "alice", password: "pw-pw-pw-pw", passwordHash: HASH }), /PASSWORD_HASH is set together with PASSWORD/);
+  assert.throws(() => containerSpec("hash-bad", { user: "alice", passwordHash: "plain" }), /passwordHash: PASSWORD_HASH must be a crypt\(3\) hash/);
+});
+
+test("secret inputs stay secret on the way to the engine: passwordHash, userData, users[].password, and the env they flow into", async () => {
+  const dm = new DevMachine("secret-in", {
+    user: "carol",
+    sshKeys: [KEY],
+    passwordHash: pulumi.secret(HASH),
+    userData: pulumi.secret("write_files: [{path: /etc/token, content: s3cr3t-token}]\n"),
+  });
+  assert.equal(await value(dm.sshCommand).then((c) => c.endsWith("carol@127.0.0.1")), true);
+  const [container] = resourcesOf(CONTAINER, "secret-in");
+  const inputs = container!.inputs;
+  assert.equal(inputs.uploads[SECRET_SIG], SECRET_VALUE, "uploads reach the engine as a secret");
+  assert.deepEqual(
+    inputs.uploads.value.map((u: { file: string }) => u.file),
+    ["/etc/devmachines/user-data", "/run/secrets/devmachines/users.json"],
+  );
+  assert.ok(!JSON.stringify(inputs.envs).includes(HASH), "the hash is not in the environment");
+  assert.ok(!JSON.stringify(inputs.envs).includes("s3cr3t-token"));
+  assert.equal((inputs.envs as Record<string, unknown>)[SECRET_SIG], undefined, "no secret setting flows into the environment");
+  assert.equal(inputs.name, "secret-in", "names, ports and labels stay readable");
+  assert.equal(await pulumi.isSecret(dm.spec), true, "the spec holds secrets, so it is secret");
+  assert.equal(await pulumi.isSecret(dm.sshCommand), false);
+  assert.equal(await pulumi.isSecret(dm.sshUser), false);
+
+  // Nested secrets, as YAML, Python, Go and .NET programs pass them through the plugin.
+  const nested = new DevMachine("secret-nested", { users: [{ name: "dave", password: pulumi.secret("pw-of-dave"), sshKeys: [KEY] }] });
+  assert.equal(await value(nested.sshUser), "dave");
+  assert.equal(await pulumi.isSecret(nested.sshCommand), false);
+  const [nestedContainer] = resourcesOf(CONTAINER, "secret-nested");
+  assert.equal(nestedContainer!.inputs.uploads[SECRET_SIG], SECRET_VALUE);
+  assert.ok(!JSON.stringify(nestedContainer!.inputs.envs).includes("pw-of-dave"));
+
+  // A secret setting that lands in the environment makes the environment secret (and what else it reaches).
+  const host = new DevMachine("secret-env", { sshKeys: [KEY], hostname: pulumi.secret("hidden-host") });
+  await value(host.sshCommand);
+  const [hostContainer] = resourcesOf(CONTAINER, "secret-env");
+  assert.equal(hostContainer!.inputs.envs[SECRET_SIG], SECRET_VALUE, "envs reach the engine as a secret");
+  assert.equal(hostContainer!.inputs.hostname[SECRET_SIG], SECRET_VALUE);
+  assert.equal(await pulumi.isSecret(host.spec), true);
+});
+
+test("a secret password does not make the machine's outputs secret, and they hide no password; the spec is secret", async () => {
   const dm = new DevMachine("secret-out", { sshKeys: [KEY], password: pulumi.secret("pw-pw-pw") });
   assert.equal(await pulumi.isSecret(dm.sshCommand), false);
-  assert.equal(await pulumi.isSecret(dm.spec.apply((s) => s.files[0]!.path)), false);
+  assert.equal(await pulumi.isSecret(dm.sshHost), false);
+  assert.equal(await pulumi.isSecret(dm.sshPort), false);
+  assert.equal(await pulumi.isSecret(dm.spec), true, "the spec holds the password file");
+  assert.equal(await pulumi.isSecret(dm.spec.apply((s) => s.files[0]!.path)), true);
   assert.ok(!(await value(dm.sshCommand)).includes("pw-pw-pw"));
+  const plain = new DevMachine("plain-out", { sshKeys: [KEY] });
+  assert.equal(await pulumi.isSecret(plain.spec), false, "a description without secrets stays readable");
 });
 
 test("bad arguments fail at once with the runtime's messages, naming argument and variable", () => {

@@ -9,6 +9,14 @@ export interface Recorded {
 }
 
 export const recorded: Recorded[] = [];
+
+/** The signature key and value of Pulumi's secret envelope, as the mock monitor receives secret inputs. */
+export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+export const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+
+function unsecretInput(input: any): any {
+  return input && typeof input === "object" && input[SECRET_SIG] === SECRET_VALUE ? input.value : input;
+}
 let nextPort = 32768;
 
 pulumi.runtime.setMocks(
@@ -18,8 +26,9 @@ pulumi.runtime.setMocks(
       const state: Record<string, any> = { ...args.inputs };
       if (args.type === "docker:index/container:Container") {
         // Docker picks a free host port when none is given.
-        state.ports = (args.inputs.ports ?? []).map((port: any) => ({ ...port, external: port.external ?? nextPort++ }));
-        state.networkDatas = [{ networkName: args.inputs.networksAdvanced?.[0]?.name ?? "bridge", ipAddress: `172.30.0.${recorded.length}` }];
+        // Inputs that were secret arrive in Pulumi's secret envelope; Docker sees the values inside.
+        state.ports = (unsecretInput(args.inputs.ports) ?? []).map((port: any) => ({ ...port, external: port.external ?? nextPort++ }));
+        state.networkDatas = [{ networkName: unsecretInput(args.inputs.networksAdvanced)?.[0]?.name ?? "bridge", ipAddress: `172.30.0.${recorded.length}` }];
       }
       return { id: `${args.name}-id`, state };
     },
