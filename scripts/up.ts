@@ -39,22 +39,31 @@ function sshKeys(): { keys: string[]; identity?: string } {
   return { keys: [readFileSync(`${identity}.pub`, "utf8").trim()], identity };
 }
 
+/** `ssh ...` with `-i identity` when the key is the one made for this checkout (not found by ssh on its own). */
+function withIdentity(sshCommand: string, identity: string | undefined): string {
+  return identity ? sshCommand.replace(/^ssh /, `ssh -i ${identity} `) : sshCommand;
+}
+
 async function main(): Promise<void> {
   say("building the images if needed (npm run images)");
   run("node", ["--import", "tsx", join(ROOT, "scripts/images.ts")]);
+  // Keys first, for both ways: a machine without ~/.ssh keys gets one made for this checkout.
+  const { keys, identity } = sshKeys();
 
   if (hasCommand("pulumi")) {
     say("Pulumi CLI found: pulumi up on the default stack (state in ./.pulumi)");
     const env = { ...process.env, PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "" };
     spawnSync("pulumi", ["stack", "select", "--create", "dev"], { stdio: "inherit", cwd: ROOT, env });
+    // The stack authorizes exactly these keys (examples/default reads devmachines:sshKeys).
+    spawnSync("pulumi", ["config", "rm", "devmachines:sshKeys", "--stack", "dev"], { stdio: "ignore", cwd: ROOT, env });
+    keys.forEach((key, index) => run("pulumi", ["config", "set", "--stack", "dev", "--path", "--", `devmachines:sshKeys[${index}]`, key], env));
     run("pulumi", ["up", "--yes", "--stack", "dev"], env);
     const sshCommand = execFileSync("pulumi", ["stack", "output", "sshCommand", "--stack", "dev"], { cwd: ROOT, env }).toString().trim();
-    say(`ready. Log in with:\n\n    ${sshCommand}\n`);
+    say(`ready. Log in with:\n\n    ${withIdentity(sshCommand, identity)}\n`);
     return;
   }
 
   say("the Pulumi CLI is not installed: starting the same container description the DevMachine component deploys, with the Docker CLI");
-  const { keys, identity } = sshKeys();
   // The defaults are plain values; their Input<> type is for Pulumi programs.
   const spec = containerSpec(DEFAULT_MACHINE_NAME, { ...(defaultMachineSettings() as MachineSettings), sshKeys: keys });
   const existing = await docker(["ps", "-a", "--quiet", "--filter", `name=^${spec.name}$`]);
@@ -76,8 +85,7 @@ async function main(): Promise<void> {
     },
   });
   const { user, sshHost, sshPort } = spec.access;
-  const command = `ssh${identity ? ` -i ${identity}` : ""} -p ${sshPort} ${user}@${sshHost}`;
-  say(`ready after ${seconds}s. Log in with:\n\n    ${command}\n`);
+  say(`ready after ${seconds}s. Log in with:\n\n    ${withIdentity(`ssh -p ${sshPort} ${user}@${sshHost}`, identity)}\n`);
   say(`stop it with: docker stop ${spec.name}   (the guest powers off cleanly; the disk stays in volume ${spec.volumes[0]?.name ?? "-"})`);
 }
 
