@@ -18,9 +18,9 @@
  * from; a build is skipped when the existing image's label equals the current hash.
  */
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { copyFile, link, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ExecaError } from "execa";
 
@@ -35,23 +35,20 @@ const INPUTS_LABEL = "io.devmachines.inputs";
 const HOST_CA_DIR = "/usr/local/share/ca-certificates";
 
 /**
- * Everything the runtime image is built from. Must match the allow-list in .dockerignore.
+ * Everything the runtime image is built from: the Dockerfile, .dockerignore, and the paths the
+ * .dockerignore allow-list re-includes (`!path`), read from there so the two cannot drift
+ * (test/images-inputs.test.ts checks that every path the Dockerfile COPYs is allowed).
  * The sources are hashed rather than runtime/dist: the Dockerfile compiles them itself, so a
  * stale or half-written host dist/ must not decide whether the image is current.
  */
-const RUNTIME_INPUTS = [
-  "Dockerfile",
-  ".dockerignore",
-  "package.json",
-  "package-lock.json",
-  "tsconfig.base.json",
-  "runtime/package.json",
-  "runtime/tsconfig.json",
-  "runtime/src",
-  "runtime/templates",
-  "provider/package.json",
-  "sdk/package.json",
-];
+export function runtimeInputs(root = ROOT): string[] {
+  const allowed = readFileSync(join(root, ".dockerignore"), "utf8")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith("!"))
+    .map((line) => line.slice(1).replace(/\/+$/, ""));
+  return ["Dockerfile", ".dockerignore", ...allowed];
+}
 
 const STEPS = ["base", "build", "runtime", "disk", "machine"] as const;
 type Step = (typeof STEPS)[number];
@@ -281,7 +278,7 @@ async function hostExtraCAs(): Promise<string> {
 async function stepRuntime(d: Docker, o: Options): Promise<{ built: boolean; note: string }> {
   const baseId = await imageId(d, BASE_IMAGE);
   if (!baseId) throw new BuildError(`${BASE_IMAGE} is missing: run \`npm run images -- --only base\` first`);
-  const hash = await hashInputs(RUNTIME_INPUTS, [`base=${baseId}`]);
+  const hash = await hashInputs(runtimeInputs(), [`base=${baseId}`]);
   if (!o.force && (await imageInputs(d, RUNTIME_IMAGE)) === hash) {
     return { built: false, note: `inputs ${hash.slice(0, 12)} unchanged, ${await imageSize(d, RUNTIME_IMAGE)}` };
   }
@@ -403,24 +400,35 @@ function summary(): void {
   console.log(`  total             ${secs(Date.now() - t0).padStart(8)}`);
 }
 
-main().then(
-  () => summary(),
-  (err: unknown) => {
-    summary();
-    if (err instanceof UsageError) {
-      console.error(`images: ${err.message}`);
-      process.exit(2);
-    }
-    if (err instanceof BuildError) {
-      console.error(`\nimages: ${err.message}`);
-    } else if (err instanceof Error && "command" in err) {
-      const e = err as ExecaError;
-      // The command may carry PEM text (--build-arg EXTRA_CA_CERTS): show only its first line.
-      const cmd = String(e.command).split("\n")[0]!.slice(0, 200);
-      console.error(`\nimages: command failed (exit ${e.exitCode ?? e.signal ?? "?"}), see its output above: ${cmd}`);
-    } else {
-      console.error("\nimages:", err);
-    }
-    process.exit(1);
-  },
-);
+/** Run as a script (`node --import tsx scripts/images.ts`), not when a test imports `runtimeInputs`. */
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(resolve(process.argv[1])) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  main().then(
+    () => summary(),
+    (err: unknown) => {
+      summary();
+      if (err instanceof UsageError) {
+        console.error(`images: ${err.message}`);
+        process.exit(2);
+      }
+      if (err instanceof BuildError) {
+        console.error(`\nimages: ${err.message}`);
+      } else if (err instanceof Error && "command" in err) {
+        const e = err as ExecaError;
+        // The command may carry PEM text (--build-arg EXTRA_CA_CERTS): show only its first line.
+        const cmd = String(e.command).split("\n")[0]!.slice(0, 200);
+        console.error(`\nimages: command failed (exit ${e.exitCode ?? e.signal ?? "?"}), see its output above: ${cmd}`);
+      } else {
+        console.error("\nimages:", err);
+      }
+      process.exit(1);
+    },
+  );
+}
