@@ -40,10 +40,11 @@ export type Protocol = (typeof Protocol)[keyof typeof Protocol];
 export const RestartPolicy = {
   /** Never restart. */
   no: "no",
+  // Identifier keys: Pulumi's schema analyzer drops quoted ones, which hid these two values from other languages.
   /** Restart when the launcher fails (a guest that powers itself off stays off). */
-  "on-failure": "on-failure",
+  onFailure: "on-failure",
   /** Restart always, also after the Docker daemon restarts, unless stopped by hand. */
-  "unless-stopped": "unless-stopped",
+  unlessStopped: "unless-stopped",
   /** Restart always. */
   always: "always",
 } as const;
