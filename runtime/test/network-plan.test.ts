@@ -87,7 +87,7 @@ describe("planNetwork: BRIDGE", () => {
   it("gives QEMU the TAP and the container's original MAC, plus an isolated management link for SSH from the container", () => {
     assert.deepEqual(plan.qemuArgs, [
       "-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,mac=02:42:ac:12:00:02",
-      "-netdev", "user,id=mgmt0,restrict=on,net=169.254.100.0/24,host=169.254.100.2,hostfwd=tcp:127.0.0.1:22-169.254.100.15:22",
+      "-netdev", "user,id=mgmt0,restrict=on,ipv6=off,net=169.254.100.0/24,host=169.254.100.2,hostfwd=tcp:127.0.0.1:22-169.254.100.15:22",
       "-device", "virtio-net-pci,netdev=mgmt0,mac=52:54:00:12:34:57",
     ]);
     assert.equal(plan.guestMac, "02:42:ac:12:00:02");

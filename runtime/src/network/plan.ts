@@ -249,7 +249,8 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
       `virtio-net-pci,netdev=${NETDEV_ID},mac=${originalMac}`,
       "-netdev",
       [
-        "user", `id=${MANAGEMENT.netdev}`, "restrict=on", `net=${MANAGEMENT.network}`, `host=${MANAGEMENT.gateway}`,
+        // ipv6=off: slirp would advertise an IPv6 default route on this NIC that leads nowhere.
+        "user", `id=${MANAGEMENT.netdev}`, "restrict=on", "ipv6=off", `net=${MANAGEMENT.network}`, `host=${MANAGEMENT.gateway}`,
         `hostfwd=tcp:127.0.0.1:${DEFAULTS.sshPort}-${MANAGEMENT.guestAddress}:${DEFAULTS.sshPort}`,
       ].join(","),
       "-device",
