@@ -161,7 +161,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     // A peer container speaks to the VM at the DevMachine container's address: the SSH banner comes from the guest.
     const banner = await docker([
       "run", "--rm", "--network", network, "--entrypoint", "bash", MACHINE_IMAGE,
-      "-c", `exec 3<>/dev/tcp/${address}/22 && head -c 64 <&3 | head -1`,
+      "-c", `exec 3<>/dev/tcp/${address}/22 && timeout 20 head -n 1 <&3`,
     ]);
     assert.match(banner, /^SSH-2\.0-OpenSSH/);
     // And a full login over the same network, from the Docker host.
