@@ -246,6 +246,18 @@ EOF
     die "qemu-guest-agent udev rule not found: enable the service another way"
   ln -sf ../run/systemd/resolve/stub-resolv.conf "$r/etc/resolv.conf"
 
+  # cloud-init's local stage names each NIC in the networkd file by the name the device
+  # has at that moment. Started before udev had probed and renamed the NIC, it wrote the
+  # config key ("primary") instead of enp0s3, networkd left the NIC unmanaged, and the
+  # guest booted without network (seen about once in ten boots). Waiting for udev to
+  # settle first costs a second or two.
+  mkdir -p "$r/etc/systemd/system/cloud-init-local.service.d"
+  cat >"$r/etc/systemd/system/cloud-init-local.service.d/10-devmachines-udev-settle.conf" <<'EOF'
+[Unit]
+Wants=systemd-udev-settle.service
+After=systemd-udev-settle.service
+EOF
+
   # First-boot identity: cloud-init makes host keys, systemd makes the machine-id.
   rm -f "$r"/etc/ssh/ssh_host_*
   : >"$r/etc/machine-id"
