@@ -28,15 +28,13 @@
  *   overlay     the qcow2 overlay's allocated size after boot (du of /var/lib/devmachines/disk.qcow2)
  * Exits 0 when every boot got healthy, 1 otherwise (with the container's last log lines).
  */
-import { execFile } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { loadavg } from "node:os";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { defaultMachineSettings } from "../sdk/src/defaults.js";
 import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, makeKeyPair, publishedPort, removeAll, ssh, type KeyPair } from "../test/support.js";
 
-const exec = promisify(execFile);
 const TARGET_SECONDS = 90;
 const GUEST_USER = "dev";
 const OVERLAY = "/var/lib/devmachines/disk.qcow2";
