@@ -13,6 +13,7 @@
  *   --only STEPS       run only these steps (e.g. --only runtime, --only runtime,machine)
  *   --guest-disk FILE  use this qcow2 for the machine image instead of building one (skips disk)
  * Env: DEVMACHINES_DOCKER=PATH   docker client to use; DEVMACHINES_BUILDKIT=0 forces the classic builder
+ *      DEVMACHINES_IMAGE_TAG=T   tag the images devmachines/runtime:T and devmachines/debian:T only
  *
  * Skipping: each image carries the label `io.devmachines.inputs`, a hash of what it was built
  * from; a build is skipped when the existing image's label equals the current hash.
@@ -26,8 +27,13 @@ import { execa, type ExecaError } from "execa";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BASE_IMAGE = "debian:trixie-slim";
-const RUNTIME_IMAGE = "devmachines/runtime:latest";
-const MACHINE_TAGS = ["devmachines/debian:13", "devmachines/debian:latest"];
+/**
+ * DEVMACHINES_IMAGE_TAG builds the images under one tag of their own (for a branch or a work tree
+ * whose images must not replace the shared ones); the tests read the same variable.
+ */
+const IMAGE_TAG = process.env.DEVMACHINES_IMAGE_TAG;
+const RUNTIME_IMAGE = `devmachines/runtime:${IMAGE_TAG ?? "latest"}`;
+const MACHINE_TAGS = IMAGE_TAG ? [`devmachines/debian:${IMAGE_TAG}`] : ["devmachines/debian:13", "devmachines/debian:latest"];
 const GUEST_DISK = join(ROOT, ".cache/images/debian-13.qcow2");
 const MACHINE_CONTEXT = join(ROOT, ".cache/machine-context/debian-13");
 const INPUTS_LABEL = "io.devmachines.inputs";
@@ -113,7 +119,8 @@ Steps, in order: ${STEPS.join(", ")}
   --only STEPS       run only these steps, e.g. --only runtime
   --if-docker        without a Docker Engine, say so and exit 0 instead of failing
   --guest-disk FILE  build the machine image from this qcow2 (skips the disk step)
-Env: DEVMACHINES_DOCKER=PATH (docker client), DEVMACHINES_BUILDKIT=0 (classic builder)`);
+Env: DEVMACHINES_DOCKER=PATH (docker client), DEVMACHINES_BUILDKIT=0 (classic builder),
+     DEVMACHINES_IMAGE_TAG=T (build devmachines/runtime:T and devmachines/debian:T only)`);
 }
 
 // ---- progress ---------------------------------------------------------------------------

@@ -19,7 +19,9 @@ export { docker, publishedPort } from "../sdk/src/run.js";
 
 const exec = promisify(execFile);
 
-export const MACHINE_IMAGE = process.env.DEVMACHINES_E2E_IMAGE ?? "devmachines/debian:13";
+/** The image under test: DEVMACHINES_E2E_IMAGE, else the one `npm run images` built (DEVMACHINES_IMAGE_TAG aware). */
+export const MACHINE_IMAGE =
+  process.env.DEVMACHINES_E2E_IMAGE ?? `devmachines/debian:${process.env.DEVMACHINES_IMAGE_TAG ?? "13"}`;
 export const REQUIRED = process.env.DEVMACHINES_E2E === "required";
 /** A guest boot under TCG on two loaded cores can take a few minutes. */
 export const BOOT_TIMEOUT_MS = 8 * 60_000;
