@@ -88,6 +88,30 @@ test("*_FILE variables read Docker secrets; a missing file is a named error", ()
   assert.match(issuesOf(parseConfig({ ...base, PASSWORD: "a", PASSWORD_FILE: "/run/secrets/pw" }, (path) => files[path])), /PASSWORD_FILE is set together with PASSWORD/);
 });
 
+test("PASSWORD_HASH_FILE reads the hash from a file, reported under its own name and never echoed", () => {
+  const hash = "$6$salt$abcdefghijklmnop";
+  const files: Record<string, string> = { "/run/secrets/hash": `${hash}\n`, "/run/secrets/bad": "plain-text-pw\n", "/run/secrets/pw": "pw" };
+  const read = (path: string) => files[path];
+  const result = parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_HASH_FILE: "/run/secrets/hash" }, read);
+  assert.ok(result.ok, "a hash alone lets the user log in");
+  assert.deepEqual(result.config.users, [{ name: "dev", passwordHash: hash, sshKeys: [], sudo: true }], "the trailing line break is not part of the hash");
+  const direct = parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_HASH: hash }, noFiles);
+  assert.ok(direct.ok);
+  assert.deepEqual(result.config, direct.config, "the file form configures exactly what the direct form does");
+
+  const bad = issuesOf(parseConfig({ ...base, PASSWORD_HASH_FILE: "/run/secrets/bad" }, read));
+  assert.match(bad, /^  PASSWORD_HASH_FILE must be a crypt\(3\) hash/m);
+  assert.doesNotMatch(bad, /plain-text-pw/, "the file's content is never echoed");
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD_HASH_FILE: "/nope" }, noFiles)), /^  PASSWORD_HASH_FILE names \/nope, which does not exist/m);
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD_HASH: hash, PASSWORD_HASH_FILE: "/run/secrets/hash" }, read)), /^  PASSWORD_HASH_FILE is set together with PASSWORD_HASH/m);
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/run/secrets/pw", PASSWORD_HASH_FILE: "/run/secrets/hash" }, read)), /^  PASSWORD_HASH_FILE is set together with PASSWORD_FILE: give one of them/m);
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD: "pw", PASSWORD_HASH_FILE: "/nope" }, noFiles)), /PASSWORD_HASH_FILE is set together with PASSWORD:/, "a conflict is named even when the file is missing");
+  assert.match(
+    issuesOf(parseConfig({ CPU: "1", MEMORY: "1G", STORAGE: "8G", PASSWORD_HASH_FILE: "/run/secrets/hash" }, read)),
+    /^  USER is required when PASSWORD, PASSWORD_HASH or SSH_KEYS is set/m,
+  );
+});
+
 test("USERS adds several users; errors point inside the JSON", () => {
   const users = JSON.stringify([{ name: "alice", sshKeys: [RSA] }, { name: "bob", password: "pw", sudo: false }]);
   const result = parseConfig({ ...base, USERS: users }, noFiles);

@@ -68,10 +68,10 @@ export const DEFAULTS = {
 } as const;
 
 /** Variables that can also be read from a file named by `NAME_FILE` (Docker-secrets convention). */
-const FROM_FILE = new Set(["PASSWORD", "SSH_KEYS", "USERS"]);
+const FROM_FILE = new Set(["PASSWORD", "PASSWORD_HASH", "SSH_KEYS", "USERS"]);
 
 /** Variables whose values are secret: never echoed in messages. */
-const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "USERS", "USERS_FILE"]);
+const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "PASSWORD_HASH_FILE", "USERS", "USERS_FILE"]);
 
 export interface ConfigIssue {
   /** The variable, with a path inside it for JSON values (`USERS[0].name`). */
@@ -142,6 +142,8 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   };
 
   const password = fromFile("PASSWORD")?.replace(/\r?\n$/, "");
+  // A hash holds no whitespace, so the file may end in a line break or not (`mkpasswd > file`).
+  const passwordHash = fromFile("PASSWORD_HASH")?.trim();
   const sshKeysText = fromFile("SSH_KEYS");
   const sshKeys = sshKeysText === undefined ? undefined : splitSshKeys(sshKeysText, value("SSH_KEYS_FILE") ? "\n" : ",");
   let usersJson: unknown;
@@ -161,7 +163,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     STORAGE: value("STORAGE"),
     USER: value("USER"),
     PASSWORD: password,
-    PASSWORD_HASH: value("PASSWORD_HASH"),
+    PASSWORD_HASH: passwordHash,
     SSH_KEYS: sshKeys,
     USERS: usersJson,
     NETWORK: value("NETWORK")?.toUpperCase(),
@@ -202,8 +204,8 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
   }
 
-  if ([value("PASSWORD") ?? value("PASSWORD_FILE"), raw.PASSWORD_HASH].filter(Boolean).length > 1) {
-    issues.push({ variable: "PASSWORD_HASH", message: `is set together with ${sourceOf("PASSWORD")}: give one of them` });
+  if ([value("PASSWORD") ?? value("PASSWORD_FILE"), value("PASSWORD_HASH") ?? value("PASSWORD_HASH_FILE")].filter(Boolean).length > 1) {
+    issues.push({ variable: sourceOf("PASSWORD_HASH"), message: `is set together with ${sourceOf("PASSWORD")}: give one of them` });
   }
   if (value("USER") === undefined && (raw.PASSWORD || raw.PASSWORD_HASH || raw.SSH_KEYS)) {
     issues.push({ variable: "USER", message: "is required when PASSWORD, PASSWORD_HASH or SSH_KEYS is set: they belong to that user" });
@@ -217,7 +219,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   if (!someoneCanLogIn && !usersUnreadable) {
     issues.push({
       variable: "SSH_KEYS",
-      message: "or a password is required: no user could log in (set SSH_KEYS, SSH_KEYS_FILE, PASSWORD, PASSWORD_FILE or PASSWORD_HASH, or sshKeys/password in USERS)",
+      message: "or a password is required: no user could log in (set SSH_KEYS, SSH_KEYS_FILE, PASSWORD, PASSWORD_FILE, PASSWORD_HASH or PASSWORD_HASH_FILE, or sshKeys/password in USERS)",
     });
   }
 
