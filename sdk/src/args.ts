@@ -97,7 +97,7 @@ export interface MachineSettingsArgs {
   user?: pulumi.Input<string>;
   /** Password of `user`. A Pulumi secret; reaches the container as a file (`PASSWORD_FILE`), never as plain environment. */
   password?: pulumi.Input<string>;
-  /** crypt(3) hash of the password of `user`, instead of `password`. Kept secret like a password: reaches the container in a file (`USERS_FILE`), never in the environment. */
+  /** crypt(3) hash of the password of `user`, instead of `password`. Kept secret like a password: reaches the container as a file (`PASSWORD_HASH_FILE`), never in the environment. */
   passwordHash?: pulumi.Input<string>;
   /** OpenSSH public keys of `user`. */
   sshKeys?: pulumi.Input<pulumi.Input<string>[]>;

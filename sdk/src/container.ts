@@ -7,11 +7,8 @@
  */
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { envList, type ContainerSpec } from "./spec.js";
-
-function secretIf<T>(value: T, secret: boolean): pulumi.Output<T> {
-  return (secret ? pulumi.secret(value) : pulumi.output(value)) as pulumi.Output<T>;
-}
+import { envList, type ContainerSpec } from "./description.js";
+import { secretIf } from "./secrets.js";
 
 /** `docker.Container` arguments for a container description. */
 export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.ContainerArgs {

@@ -2,12 +2,22 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { DevMachineArgs } from "./args.js";
 import { containerArgs, volumeArgs } from "./container.js";
-import { containerSpec, type ContainerSpec, type SpecContext } from "./spec.js";
+import type { ContainerSpec, SpecContext } from "./description.js";
+import { machineSpec } from "./machineSpec.js";
+import { holdsSecrets, secretIf } from "./secrets.js";
 
 /** Resource options of a `DevMachine`: Pulumi's, plus where a group placed it. */
 export interface DevMachineOptions extends pulumi.ComponentResourceOptions {
   /** Set by `DevMachineGroup`: recorded in the container's labels. */
   placement?: SpecContext;
+  /**
+   * Set by `DevMachineGroup`, which builds (and so checks) every machine's description before
+   * it creates anything: `machineSpec` of these very arguments and `placement`, so that it is
+   * built once.
+   */
+  spec?: pulumi.Output<ContainerSpec>;
+  /** Set by `DevMachineGroup`: what the container waits for (the group's network, which the description names). */
+  containerDependsOn?: pulumi.Resource[];
 }
 
 /** What a TypeScript program can reach beyond the outputs (kept off the class fields so the plugin's schema stays plain). */
@@ -45,21 +55,11 @@ export class DevMachine extends pulumi.ComponentResource {
   public readonly volumeName: pulumi.Output<string>;
 
   constructor(name: string, args: DevMachineArgs, opts?: DevMachineOptions) {
-    super("devmachines:index:DevMachine", name, {}, opts);
-    const placement = opts?.placement ?? {};
+    const { placement, spec: built, containerDependsOn = [], ...options } = opts ?? {};
+    super("devmachines:index:DevMachine", name, {}, options);
     args = args ?? {};
-
-    // Plain arguments are checked now, so a bad value fails at once with the runtime's message;
-    // arguments that are outputs are checked when they resolve (still during preview when known).
-    if (isPlain(args)) containerSpec(name, args as pulumi.Unwrap<DevMachineArgs>, placement);
-    // The description is built from unsecreted settings, so that what holds no secret stays
-    // readable; which settings were secret is remembered first, and what they flow into is
-    // marked secret again (containerArgs, the outputs, the `spec` getter).
-    const secretSettings = secretArguments(args);
-    const settings = pulumi.unsecret(pulumi.output(args)) as pulumi.Output<pulumi.Unwrap<DevMachineArgs>>;
-    const spec = pulumi
-      .all([settings, secretSettings])
-      .apply(([s, secrets]) => containerSpec(name, s, { ...placement, secretSettings: secrets }));
+    // Plain arguments are checked now, so a bad value fails at once with the runtime's message.
+    const spec = built ?? machineSpec(name, args, placement);
 
     const volume =
       args.persistent === false
@@ -67,7 +67,7 @@ export class DevMachine extends pulumi.ComponentResource {
         : new docker.Volume(`${name}-disk`, volumeArgs(spec), { parent: this, retainOnDelete: args.keepDisk ?? false });
     const container = new docker.Container(`${name}-container`, containerArgs(spec), {
       parent: this,
-      dependsOn: volume ? [volume] : [],
+      dependsOn: [...(volume ? [volume] : []), ...containerDependsOn],
       // The name is fixed, so a replacement must remove the old container first.
       deleteBeforeReplace: true,
     });
@@ -118,26 +118,4 @@ export class DevMachine extends pulumi.ComponentResource {
   get volume(): docker.Volume | undefined {
     return internals.get(this)!.volume;
   }
-}
-
-function secretIf<T>(value: T, secret: boolean): pulumi.Output<T> {
-  return (secret ? pulumi.secret(value) : pulumi.output(value)) as pulumi.Output<T>;
-}
-
-/** The description holds a secret: a secret file, or a secret setting in the environment or elsewhere. */
-function holdsSecrets(spec: ContainerSpec): boolean {
-  return spec.secrets.env || spec.secrets.other || spec.files.some((file) => file.secret);
-}
-
-/** The names of the arguments that hold a Pulumi secret anywhere inside them (also nested, e.g. `users[0].password`). */
-export function secretArguments(args: object): pulumi.Output<string[]> {
-  const checks = Object.entries(args).map(async ([key, value]) => ((await pulumi.isSecret(pulumi.output(value))) ? [key] : []));
-  return pulumi.output(Promise.all(checks).then((keys) => keys.flat()));
-}
-
-/** True when a value holds no outputs or promises anywhere, so it can be validated right away. */
-export function isPlain(value: unknown): boolean {
-  if (value === null || typeof value !== "object") return true;
-  if (pulumi.Output.isInstance(value) || value instanceof Promise || pulumi.Resource.isInstance(value)) return false;
-  return Object.values(value as Record<string, unknown>).every(isPlain);
 }

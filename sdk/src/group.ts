@@ -1,10 +1,11 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs } from "./args.js";
-import { DevMachine, isPlain } from "./devMachine.js";
+import { LABEL_PREFIX } from "./defaults.js";
+import { DevMachine } from "./devMachine.js";
 import { ansibleInventory, sshConfig, type MachineInfo } from "./inventory.js";
-import { groupMachineSettings, hostNames, placeMachines, placementContext } from "./placement.js";
-import { containerSpec, LABEL_PREFIX, type MachineSettings } from "./spec.js";
+import { machineSpec } from "./machineSpec.js";
+import { groupMachine, hostNames, placeMachines } from "./placement.js";
 
 /** Resource options of a `DevMachineGroup`: Pulumi's, plus existing Docker providers (TypeScript only). */
 export interface DevMachineGroupOptions extends pulumi.ComponentResourceOptions {
@@ -39,6 +40,15 @@ export class DevMachineGroup extends pulumi.ComponentResource {
     args = args ?? {};
 
     const hosts = hostNames(args.hosts, dockerProviders?.length ?? 0);
+    const placed = placeMachines(name, args, hosts);
+    // Every machine's description is built, and so checked, before anything is created. The
+    // private network is named after the group, so the descriptions name it as a plain string
+    // and the containers wait for it explicitly (containerDependsOn below).
+    const described = placed.map((machine) => {
+      const { settings, context } = groupMachine(name, args, machine);
+      return { machine, settings, context, spec: machineSpec(machine.fullName, settings, context) };
+    });
+
     const providers: (docker.Provider | undefined)[] = args.hosts?.length
       ? args.hosts.map(
           (host, index) =>
@@ -48,7 +58,6 @@ export class DevMachineGroup extends pulumi.ComponentResource {
         ? dockerProviders
         : [undefined];
 
-    const placed = placeMachines(name, args, hosts);
     const networks = new Map<number, docker.Network>();
     if (args.privateNetwork ?? true) {
       for (const hostIndex of new Set(placed.map((machine) => machine.hostIndex))) {
@@ -69,20 +78,17 @@ export class DevMachineGroup extends pulumi.ComponentResource {
       }
     }
 
-    // Check every machine before creating anything: the network name is an output, which would
-    // otherwise postpone the check of plain settings until it resolves.
-    for (const machine of placed) {
-      if (isPlain(machine.settings)) containerSpec(machine.fullName, machine.settings as MachineSettings, placementContext(name, machine));
-    }
-
     const machines: Record<string, DevMachine> = {};
-    for (const machine of placed) {
+    for (const { machine, settings, context, spec } of described) {
       const provider = providers[machine.hostIndex];
-      machines[machine.name] = new DevMachine(
-        machine.fullName,
-        groupMachineSettings(args, machine, networks.get(machine.hostIndex)?.name),
-        { parent: this, ...(provider && { provider }), placement: placementContext(name, machine) },
-      );
+      const network = networks.get(machine.hostIndex);
+      machines[machine.name] = new DevMachine(machine.fullName, settings, {
+        parent: this,
+        ...(provider && { provider }),
+        placement: context,
+        spec,
+        ...(network && { containerDependsOn: [network] }),
+      });
     }
     groupMachines.set(this, machines);
 

@@ -9,7 +9,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { DevMachineGroupArgs, DockerHostArgs, MachineOverrideArgs, MachineSettingsArgs } from "./args.js";
-import { containerSpec, type ContainerSpec, type MachineSettings, type SpecContext } from "./spec.js";
+import type { ContainerSpec, MachineSettings, SpecContext } from "./description.js";
+import { containerSpec } from "./spec/containerSpec.js";
 
 export interface PlacedMachine {
   /** The machine's name inside the group (`web`, or `0`, `1`, ... with `count`). */
@@ -80,10 +81,20 @@ export interface PlacedSpec {
  */
 export function groupContainerSpecs(group: string, args: DevMachineGroupArgs, hosts: string[] = hostNames(args.hosts)): PlacedSpec[] {
   return placeMachines(group, args, hosts).map((machine) => {
-    // The component names its private network after the group, too.
-    const settings = groupMachineSettings(args, machine, (args.privateNetwork ?? true) ? group : undefined) as MachineSettings;
-    return { machine, spec: containerSpec(machine.fullName, settings, placementContext(group, machine)) };
+    const { settings, context } = groupMachine(group, args, machine);
+    return { machine, spec: containerSpec(machine.fullName, settings as MachineSettings, context) };
   });
+}
+
+/**
+ * What a group deploys for a placed machine: its settings with the group's additions
+ * (`groupMachineSettings`, with the private network named after the group, as the
+ * component names it) and its placement labels and aliases. `DevMachineGroup` and
+ * `groupContainerSpecs` both build the description from exactly this.
+ */
+export function groupMachine(group: string, args: DevMachineGroupArgs, machine: PlacedMachine): { settings: MachineSettingsArgs; context: SpecContext } {
+  const privateNetwork = (args.privateNetwork ?? true) ? group : undefined;
+  return { settings: groupMachineSettings(args, machine, privateNetwork), context: placementContext(group, machine) };
 }
 
 /**

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp, mkdir, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import type { ContainerSpec } from "./spec.js";
+import type { ContainerSpec } from "./description.js";
 
 export interface DockerOptions {
   /** Docker daemon address (`unix:///...`, `ssh://...`); default: the CLI's own (DOCKER_HOST or the local socket). */

@@ -101,15 +101,15 @@ test("secrets stay secret: the password upload is secret, the rest of the contai
 
 const HASH = "$6$saltsalt$Bq0e1nq6hY1ZzF0.jVqKx2m3oXr5cQ8uYbJmTQdpQfPQ2yU8cYhN0vD1aG7sR4wE9kL3nM6tB5pA2xZ1cV0uW/";
 
-test("a password hash never reaches the environment: the user travels in the secret USERS_FILE, read by the runtime as the same user", () => {
+test("a password hash never reaches the environment: it travels in the secret PASSWORD_HASH_FILE, read by the runtime as the same user", () => {
   const spec = containerSpec("hash-box", { user: "alice", passwordHash: HASH, sshKeys: [KEY] });
   assert.ok(!JSON.stringify(spec.env).includes(HASH), "no hash in the environment (docker inspect)");
   assert.equal(spec.env.PASSWORD_HASH, undefined);
-  assert.equal(spec.env.USER, undefined);
-  assert.equal(spec.env.USERS_FILE, "/run/secrets/devmachines/users.json");
-  const file = spec.files.find((f) => f.path === spec.env.USERS_FILE)!;
+  assert.equal(spec.env.USER, "alice");
+  assert.equal(spec.env.PASSWORD_HASH_FILE, "/run/secrets/devmachines/password-hash");
+  const file = spec.files.find((f) => f.path === spec.env.PASSWORD_HASH_FILE)!;
   assert.deepEqual(file && { mode: file.mode, secret: file.secret }, { mode: "0400", secret: true });
-  assert.deepEqual(JSON.parse(file.content), [{ name: "alice", passwordHash: HASH, sshKeys: [KEY], sudo: true }]);
+  assert.equal(file.content, HASH);
   assert.equal(spec.access.user, "alice");
   assert.equal(spec.labels["dev.devmachines.user"], "alice");
 
@@ -119,7 +119,7 @@ test("a password hash never reaches the environment: the user travels in the sec
     assert.ok(result.ok, JSON.stringify(!result.ok && result.issues));
     return result.config.users;
   };
-  const { USERS_FILE: _, ...rest } = spec.env;
+  const { PASSWORD_HASH_FILE: _, ...rest } = spec.env;
   const shortForm = read({ ...rest, USER: "alice", PASSWORD_HASH: HASH, SSH_KEYS: KEY }, []);
   assert.deepEqual(read(spec.env, spec.files), shortForm);
 
@@ -128,8 +128,8 @@ test("a password hash never reaches the environment: the user travels in the sec
   assert.deepEqual(read(both.env, both.files).map((u) => u.name), ["alice", "ben"]);
   assert.ok(!JSON.stringify(both.env).includes(HASH));
   // The rules still speak of the arguments the user gave.
-  assert.throws(() => containerSpec("hash-pw", { user: "alice", password: "pw-pw-pw-pw", passwordHash: HASH }), /PASSWORD_HASH is set together with PASSWORD/);
-  assert.throws(() => containerSpec("hash-bad", { user: "alice", passwordHash: "plain" }), /passwordHash: PASSWORD_HASH must be a crypt\(3\) hash/);
+  assert.throws(() => containerSpec("hash-pw", { user: "alice", password: "pw-pw-pw-pw", passwordHash: HASH }), /passwordHash: PASSWORD_HASH_FILE is set together with PASSWORD_FILE/);
+  assert.throws(() => containerSpec("hash-bad", { user: "alice", passwordHash: "plain" }), /passwordHash: PASSWORD_HASH_FILE must be a crypt\(3\) hash/);
 });
 
 test("secret inputs stay secret on the way to the engine: passwordHash, userData, users[].password, and the env they flow into", async () => {
@@ -145,7 +145,7 @@ test("secret inputs stay secret on the way to the engine: passwordHash, userData
   assert.equal(inputs.uploads[SECRET_SIG], SECRET_VALUE, "uploads reach the engine as a secret");
   assert.deepEqual(
     inputs.uploads.value.map((u: { file: string }) => u.file),
-    ["/etc/devmachines/user-data", "/run/secrets/devmachines/users.json"],
+    ["/run/secrets/devmachines/password-hash", "/etc/devmachines/user-data"],
   );
   assert.ok(!JSON.stringify(inputs.envs).includes(HASH), "the hash is not in the environment");
   assert.ok(!JSON.stringify(inputs.envs).includes("s3cr3t-token"));

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { KEY, resourcesOf, value, type Recorded } from "./mocks.js";
-import { DevMachineGroup, envList, groupContainerSpecs, groupMachineSettings, hostNames, placeMachines, sshHostOf } from "../src/index.js";
+import { KEY, recorded, resourcesOf, value, type Recorded } from "./mocks.js";
+import { DevMachine, DevMachineGroup, envList, groupContainerSpecs, groupMachineSettings, hostNames, placeMachines, sshHostOf } from "../src/index.js";
 
 const CONTAINER = "docker:index/container:Container";
 const NETWORK = "docker:index/network:Network";
@@ -146,4 +147,46 @@ test("groupMachineSettings: the group's network and the host's SSH address, unle
   assert.deepEqual(groupMachineSettings(args, own!, "merge"), { sshKeys: [KEY], dockerNetwork: "lan", sshHost: "jump.example" });
   assert.deepEqual(groupMachineSettings(args, given!, "merge"), { sshKeys: [KEY], dockerNetwork: "merge", sshHost: "two.example" });
   assert.deepEqual(groupMachineSettings({ template: { sshKeys: [KEY] } }, given!, undefined), { sshKeys: [KEY] }, "no private network, no hosts: nothing added");
+});
+
+/** A user whose serialization (into USERS_FILE, once per description built) is counted. */
+function countedUser(counter: { builds: number }) {
+  return { name: "ann", sshKeys: [KEY], toJSON: () => (counter.builds++, { name: "ann", sshKeys: [KEY] }) } as { name: string; sshKeys: string[] };
+}
+
+test("each machine's description is built once, before anything is created, and the containers wait for the group's network", async () => {
+  for (const privateNetwork of [true, false]) {
+    const counter = { builds: 0 };
+    const dependsOn: Record<string, pulumi.Resource[]> = {};
+    const group = new DevMachineGroup(
+      `once-${privateNetwork}`,
+      { count: 2, privateNetwork, template: { users: [countedUser(counter)] } },
+      {
+        transformations: [
+          ({ type, name, opts }) => {
+            // DevMachine passes its container a plain list of resources.
+            if (type === CONTAINER) dependsOn[name] = opts.dependsOn as pulumi.Resource[];
+            return undefined;
+          },
+        ],
+      },
+    );
+    await value(group.sshConfig);
+    assert.equal(counter.builds, 2, `one description per machine (privateNetwork: ${privateNetwork})`);
+    for (const index of [0, 1]) {
+      const urns = await Promise.all(dependsOn[`once-${privateNetwork}-${index}-container`]!.map((r) => value(r.urn)));
+      assert.equal(urns.some((urn) => urn.endsWith(`::once-${privateNetwork}-net-local`)), privateNetwork, "the container waits for the network it joins");
+    }
+  }
+  const counter = { builds: 0 };
+  const single = new DevMachine("once-single", { users: [countedUser(counter)] });
+  await value(single.sshCommand);
+  assert.equal(counter.builds, 1, "a DevMachine with plain arguments builds its description once, too");
+
+  // A bad machine stops the group before any provider, network or container exists.
+  assert.throws(
+    () => new DevMachineGroup("halfway", { template: { sshKeys: [KEY] }, hosts: [{ host: "ssh://me@one" }], machines: [{ name: "ok" }, { name: "bad", cpu: 0 }] }),
+    /halfway-bad/,
+  );
+  assert.deepEqual(recorded.filter((r) => r.name.startsWith("halfway-")), [], "nothing half-done");
 });
