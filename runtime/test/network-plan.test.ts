@@ -41,7 +41,7 @@ describe("planNetwork: NAT", () => {
       "-device",
       "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
     ]);
-    assert.deepEqual(plan.forwards.map((f) => `${f.protocol}/${f.hostPort}->${f.guestPort}`), ["tcp/22->22", "tcp/8080->80", "udp/5353->53", "tcp/9000->9000", "tcp/9001->9001"]);
+    assert.deepEqual(plan.forwards.map((f) => `${f.protocol}/${f.containerPort}->${f.guestPort}`), ["tcp/22->22", "tcp/8080->80", "udp/5353->53", "tcp/9000->9000", "tcp/9001->9001"]);
     assert.equal(plan.bridge, undefined);
     assert.deepEqual(plan.warnings, []);
   });

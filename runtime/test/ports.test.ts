@@ -5,26 +5,26 @@ import { parsePortSpec, parsePortSpecs, PortSpecError } from "../src/config/port
 // Cases after go-connections' nat_test.go, read with the DevMachine meaning:
 // the "host" side is the container, the "container" side is the guest.
 test("single ports, protocols and addresses", () => {
-  assert.deepEqual(parsePortSpec("2222:22"), [{ protocol: "tcp", hostIp: "", hostPort: 2222, guestPort: 22 }]);
-  assert.deepEqual(parsePortSpec("80"), [{ protocol: "tcp", hostIp: "", hostPort: 80, guestPort: 80 }]);
-  assert.deepEqual(parsePortSpec("1234/"), [{ protocol: "tcp", hostIp: "", hostPort: 1234, guestPort: 1234 }]);
-  assert.deepEqual(parsePortSpec("5353:53/UDP"), [{ protocol: "udp", hostIp: "", hostPort: 5353, guestPort: 53 }]);
-  assert.deepEqual(parsePortSpec("192.168.1.100::6000/udp"), [{ protocol: "udp", hostIp: "192.168.1.100", hostPort: 6000, guestPort: 6000 }]);
-  assert.deepEqual(parsePortSpec("192.168.1.100:8080:80"), [{ protocol: "tcp", hostIp: "192.168.1.100", hostPort: 8080, guestPort: 80 }]);
-  assert.deepEqual(parsePortSpec("0123"), [{ protocol: "tcp", hostIp: "", hostPort: 123, guestPort: 123 }]);
+  assert.deepEqual(parsePortSpec("2222:22"), [{ protocol: "tcp", containerIp: "", containerPort: 2222, guestPort: 22 }]);
+  assert.deepEqual(parsePortSpec("80"), [{ protocol: "tcp", containerIp: "", containerPort: 80, guestPort: 80 }]);
+  assert.deepEqual(parsePortSpec("1234/"), [{ protocol: "tcp", containerIp: "", containerPort: 1234, guestPort: 1234 }]);
+  assert.deepEqual(parsePortSpec("5353:53/UDP"), [{ protocol: "udp", containerIp: "", containerPort: 5353, guestPort: 53 }]);
+  assert.deepEqual(parsePortSpec("192.168.1.100::6000/udp"), [{ protocol: "udp", containerIp: "192.168.1.100", containerPort: 6000, guestPort: 6000 }]);
+  assert.deepEqual(parsePortSpec("192.168.1.100:8080:80"), [{ protocol: "tcp", containerIp: "192.168.1.100", containerPort: 8080, guestPort: 80 }]);
+  assert.deepEqual(parsePortSpec("0123"), [{ protocol: "tcp", containerIp: "", containerPort: 123, guestPort: 123 }]);
 });
 
 test("IPv6 addresses, bracketed or not", () => {
-  assert.deepEqual(parsePortSpec("[::1]:80:80"), [{ protocol: "tcp", hostIp: "::1", hostPort: 80, guestPort: 80 }]);
-  assert.deepEqual(parsePortSpec("::1:80:80"), [{ protocol: "tcp", hostIp: "::1", hostPort: 80, guestPort: 80 }]);
-  assert.deepEqual(parsePortSpec("[2001:4860:0:2001::68]::333"), [{ protocol: "tcp", hostIp: "2001:4860:0:2001::68", hostPort: 333, guestPort: 333 }]);
-  assert.deepEqual(parsePortSpec("::::80"), [{ protocol: "tcp", hostIp: "::", hostPort: 80, guestPort: 80 }]);
+  assert.deepEqual(parsePortSpec("[::1]:80:80"), [{ protocol: "tcp", containerIp: "::1", containerPort: 80, guestPort: 80 }]);
+  assert.deepEqual(parsePortSpec("::1:80:80"), [{ protocol: "tcp", containerIp: "::1", containerPort: 80, guestPort: 80 }]);
+  assert.deepEqual(parsePortSpec("[2001:4860:0:2001::68]::333"), [{ protocol: "tcp", containerIp: "2001:4860:0:2001::68", containerPort: 333, guestPort: 333 }]);
+  assert.deepEqual(parsePortSpec("::::80"), [{ protocol: "tcp", containerIp: "::", containerPort: 80, guestPort: 80 }]);
 });
 
 test("ranges expand port by port", () => {
   assert.deepEqual(parsePortSpec("0.0.0.0:1234-1235:3333-3334/tcp"), [
-    { protocol: "tcp", hostIp: "0.0.0.0", hostPort: 1234, guestPort: 3333 },
-    { protocol: "tcp", hostIp: "0.0.0.0", hostPort: 1235, guestPort: 3334 },
+    { protocol: "tcp", containerIp: "0.0.0.0", containerPort: 1234, guestPort: 3333 },
+    { protocol: "tcp", containerIp: "0.0.0.0", containerPort: 1235, guestPort: 3334 },
   ]);
   assert.equal(parsePortSpec("1234-1236/udp").length, 3);
   assert.equal(parsePortSpecs("80, 443 ,,8000-8001:9000-9001").length, 4);
@@ -58,8 +58,8 @@ test("specs Docker refuses, and what QEMU cannot forward, are refused with the r
 test("a range with a third part is read as Docker reads it: 1-2-3 is 1-2", () => {
   assert.deepEqual(parsePortSpec("1-2-3"), parsePortSpec("1-2"));
   assert.deepEqual(parsePortSpec("8000-8001-9:80-81"), [
-    { protocol: "tcp", hostIp: "", hostPort: 8000, guestPort: 80 },
-    { protocol: "tcp", hostIp: "", hostPort: 8001, guestPort: 81 },
+    { protocol: "tcp", containerIp: "", containerPort: 8000, guestPort: 80 },
+    { protocol: "tcp", containerIp: "", containerPort: 8001, guestPort: 81 },
   ]);
   assert.throws(() => parsePortSpec("8080:1-2-3"), /same length/, "like Docker: a 2-port range against one port");
   assert.throws(() => parsePortSpec("1-x-3"), /invalid port/, "the second part must still be a port");

@@ -1,9 +1,10 @@
 /**
  * Port forwards in Docker's port-spec syntax (go-connections `ParsePortSpec`):
  * `[ip:][hostPort:]containerPort[/protocol]`, ranges like `8000-8010`, IPv6
- * addresses in brackets. Inside a DevMachine the "host" side is the container
- * and the "container" side is the guest: `PORTS=8080:80` forwards the
- * container's port 8080 to the guest's port 80; publish 8080 with `docker run -p`.
+ * addresses in brackets. Inside a DevMachine Docker's "host" side is the container
+ * and its "container" side is the guest, so the parsed forwards say so:
+ * `PORTS=8080:80` forwards the container's port 8080 (`containerPort`) to the
+ * guest's port 80 (`guestPort`); publish 8080 with `docker run -p`.
  */
 import { isIP } from "node:net";
 
@@ -13,9 +14,9 @@ export type Protocol = "tcp" | "udp";
 export interface PortForward {
   protocol: Protocol;
   /** Address inside the container to listen on; empty means every address. */
-  hostIp: string;
-  /** Port on the container side. */
-  hostPort: number;
+  containerIp: string;
+  /** Port on the container side (Docker's "host" port in the spec). */
+  containerPort: number;
   /** Port on the guest side. */
   guestPort: number;
 }
@@ -23,7 +24,7 @@ export interface PortForward {
 /** A refusal, worded as the rule that was broken. */
 export class PortSpecError extends Error {}
 
-function splitParts(spec: string): [ip: string, host: string, container: string] {
+function splitParts(spec: string): [ip: string, container: string, guest: string] {
   const parts = spec.split(":");
   const n = parts.length;
   if (n === 1) return ["", "", parts[0]!];
@@ -59,11 +60,11 @@ function parsePortRange(text: string): [number, number] | undefined {
 
 /** Parses one spec the way Docker does, then applies what QEMU user networking can forward. */
 export function parsePortSpec(spec: string): PortForward[] {
-  let [ip, hostPort, containerPart] = splitParts(spec);
-  const slash = containerPart.indexOf("/");
-  let containerPort = slash < 0 ? containerPart : containerPart.slice(0, slash);
-  let protocol = slash < 0 ? "" : containerPart.slice(slash + 1);
-  if (containerPort === "") throw new PortSpecError(`"${spec}": no port specified`);
+  let [ip, containerPart, guestPart] = splitParts(spec);
+  const slash = guestPart.indexOf("/");
+  const guestPort = slash < 0 ? guestPart : guestPart.slice(0, slash);
+  let protocol = slash < 0 ? "" : guestPart.slice(slash + 1);
+  if (guestPort === "") throw new PortSpecError(`"${spec}": no port specified`);
   protocol = (protocol || "tcp").toLowerCase();
   if (!["tcp", "udp", "sctp"].includes(protocol)) {
     throw new PortSpecError(`"${spec}": invalid protocol "${protocol}" (tcp or udp)`);
@@ -77,25 +78,25 @@ export function parsePortSpec(spec: string): PortForward[] {
   }
   if (ip !== "" && isIP(ip) === 0) throw new PortSpecError(`"${spec}": invalid IP address "${ip}"`);
 
-  const guestRange = parsePortRange(containerPort);
-  if (!guestRange) throw new PortSpecError(`"${spec}": invalid port or range "${containerPort}" (1-65535, or start-end)`);
-  let hostRange = guestRange;
-  if (hostPort !== "") {
-    const parsed = parsePortRange(hostPort);
-    if (!parsed) throw new PortSpecError(`"${spec}": invalid port or range "${hostPort}" (1-65535, or start-end)`);
-    hostRange = parsed;
+  const guestRange = parsePortRange(guestPort);
+  if (!guestRange) throw new PortSpecError(`"${spec}": invalid port or range "${guestPort}" (1-65535, or start-end)`);
+  let containerRange = guestRange;
+  if (containerPart !== "") {
+    const parsed = parsePortRange(containerPart);
+    if (!parsed) throw new PortSpecError(`"${spec}": invalid port or range "${containerPart}" (1-65535, or start-end)`);
+    containerRange = parsed;
   }
   const count = guestRange[1] - guestRange[0] + 1;
-  if (hostRange[1] - hostRange[0] + 1 !== count) {
+  if (containerRange[1] - containerRange[0] + 1 !== count) {
     // Docker would pick one free port from a host range; a QEMU forward needs fixed ports.
-    throw new PortSpecError(`"${spec}": the ranges ${hostPort} and ${containerPort} must have the same length`);
+    throw new PortSpecError(`"${spec}": the ranges ${containerPart} and ${guestPort} must have the same length`);
   }
-  if (guestRange[0] === 0 || hostRange[0] === 0) throw new PortSpecError(`"${spec}": port 0 cannot be forwarded`);
+  if (guestRange[0] === 0 || containerRange[0] === 0) throw new PortSpecError(`"${spec}": port 0 cannot be forwarded`);
 
   return Array.from({ length: count }, (_, i) => ({
     protocol: protocol as Protocol,
-    hostIp: ip,
-    hostPort: hostRange[0] + i,
+    containerIp: ip,
+    containerPort: containerRange[0] + i,
     guestPort: guestRange[0] + i,
   }));
 }

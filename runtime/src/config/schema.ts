@@ -249,10 +249,10 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   const ports = portsParsed.success ? (portsParsed.data ?? []) : [];
   if (portsParsed.success) {
     const taken = new Set<string>();
-    for (const forward of [{ protocol: "tcp", hostPort: DEFAULTS.sshPort }, ...ports]) {
-      const key = `${forward.protocol}/${forward.hostPort}`;
+    for (const forward of [{ protocol: "tcp", containerPort: DEFAULTS.sshPort }, ...ports]) {
+      const key = `${forward.protocol}/${forward.containerPort}`;
       if (taken.has(key)) {
-        issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.hostPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
+        issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.containerPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
       }
       taken.add(key);
     }

@@ -108,7 +108,7 @@ export function planNetwork(config: Pick<LauncherConfig, "network" | "ports"> & 
 function planNat(ports: PortForward[], facts: ContainerNetwork, dns: string[]): NetworkPlan {
   const warnings: string[] = [];
   const forwards: PortForward[] = [
-    { protocol: "tcp", hostIp: "", hostPort: DEFAULTS.sshPort, guestPort: DEFAULTS.sshPort },
+    { protocol: "tcp", containerIp: "", containerPort: DEFAULTS.sshPort, guestPort: DEFAULTS.sshPort },
     ...ports,
   ];
   const hostfwds = forwards.map((forward) => hostfwd(forward, warnings));
@@ -141,7 +141,7 @@ function planNat(ports: PortForward[], facts: ContainerNetwork, dns: string[]): 
     warnings,
     describe: [
       `NAT: QEMU user networking behind the container's ${facts.interface}; the guest gets 10.0.2.15 by DHCP, MAC ${guestMac}`,
-      ...forwards.map((f) => `forward ${f.protocol} ${f.hostIp ? `${f.hostIp}:` : ""}${f.hostPort} (container) -> ${f.guestPort} (guest)`),
+      ...forwards.map((f) => `forward ${f.protocol} ${f.containerIp ? `${f.containerIp}:` : ""}${f.containerPort} (container) -> ${f.guestPort} (guest)`),
     ],
   };
 }
@@ -152,21 +152,21 @@ function planNat(ports: PortForward[], facts: ContainerNetwork, dns: string[]): 
  * only: `tcp:[::1]:2222-:22` fails with "Bad host address" (QEMU issue #2876).
  */
 function hostfwd(forward: PortForward, warnings: string[]): string {
-  let hostIp = forward.hostIp;
+  let hostIp = forward.containerIp;
   if (isIP(hostIp) === 6) {
     if (hostIp === "::" || hostIp === "0:0:0:0:0:0:0:0") {
       warnings.push(
-        `PORTS: ${forward.protocol} [${hostIp}]:${forward.hostPort} listens on every IPv4 address of the container instead: QEMU user networking cannot listen on IPv6`,
+        `PORTS: ${forward.protocol} [${hostIp}]:${forward.containerPort} listens on every IPv4 address of the container instead: QEMU user networking cannot listen on IPv6`,
       );
       hostIp = "";
     } else {
       throw new LauncherError(
-        `PORTS: cannot forward ${forward.protocol} [${hostIp}]:${forward.hostPort}: QEMU user networking listens on IPv4 addresses only (give an IPv4 address, or none for all)`,
+        `PORTS: cannot forward ${forward.protocol} [${hostIp}]:${forward.containerPort}: QEMU user networking listens on IPv4 addresses only (give an IPv4 address, or none for all)`,
         ExitCode.Config,
       );
     }
   }
-  return `${forward.protocol}:${hostIp}:${forward.hostPort}-:${forward.guestPort}`;
+  return `${forward.protocol}:${hostIp}:${forward.containerPort}-:${forward.guestPort}`;
 }
 
 function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPlan {
