@@ -13,6 +13,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { TestContext } from "node:test";
+import { E2E_REQUIRED, skipLoudly } from "../runtime/test/fixtures/skip.js";
 import { docker } from "../sdk/src/run.js";
 
 export { docker, publishedPort } from "../sdk/src/run.js";
@@ -22,24 +23,24 @@ const exec = promisify(execFile);
 /** The image under test: DEVMACHINES_E2E_IMAGE, else the one `npm run images` built (DEVMACHINES_IMAGE_TAG aware). */
 export const MACHINE_IMAGE =
   process.env.DEVMACHINES_E2E_IMAGE ?? `devmachines/debian:${process.env.DEVMACHINES_IMAGE_TAG ?? "13"}`;
-export const REQUIRED = process.env.DEVMACHINES_E2E === "required";
+export const REQUIRED = E2E_REQUIRED;
 /** A guest boot under TCG on two loaded cores can take a few minutes. */
 export const BOOT_TIMEOUT_MS = 8 * 60_000;
 
 let availability: Promise<string | undefined> | undefined;
 
-/** Why end-to-end tests cannot run here, or undefined when they can. */
+/** What end-to-end tests lack here ("no ..."), or undefined when they can run. */
 function unavailableReason(): Promise<string | undefined> {
   availability ??= (async () => {
     try {
       await docker(["info", "--format", "{{.ServerVersion}}"]);
     } catch (error) {
-      return `no Docker Engine answers (${(error as Error).message.split("\n")[0]}); run scripts/host-setup.sh as root`;
+      return `no Docker Engine that answers (${(error as Error).message.split("\n")[0]}); run scripts/host-setup.sh as root`;
     }
     try {
       await docker(["image", "inspect", "--format", "{{.Id}}", MACHINE_IMAGE]);
     } catch {
-      return `the machine image ${MACHINE_IMAGE} is missing; build it with npm run images`;
+      return `no machine image ${MACHINE_IMAGE}; build it with npm run images`;
     }
     return undefined;
   })();
@@ -53,9 +54,7 @@ function unavailableReason(): Promise<string | undefined> {
 export async function e2eAvailable(t: TestContext): Promise<boolean> {
   const reason = await unavailableReason();
   if (!reason) return true;
-  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
-  console.warn(`\n!!! SKIPPING END-TO-END TEST "${t.name}": ${reason}. Set DEVMACHINES_E2E=required to make this a failure.\n`);
-  t.skip(reason);
+  skipLoudly(t, reason, REQUIRED);
   return false;
 }
 
