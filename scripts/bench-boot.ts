@@ -32,6 +32,7 @@ import { rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { defaultMachineSettings } from "../sdk/src/defaults.js";
+import { throttleProgress } from "../sdk/src/progress.js";
 import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, makeKeyPair, publishedPort, removeAll, ssh, type KeyPair } from "../test/support.js";
 
@@ -157,19 +158,16 @@ async function boot(spec: BootSpec, run: number, key: KeyPair): Promise<BootResu
       }
     })();
 
-    let lastPrinted = 0;
     await waitHealthy(name, {
       timeoutMs: BOOT_TIMEOUT_MS,
       intervalMs: 1000,
-      onProgress: ({ status, health }) => {
+      onProgress: throttleProgress(15, ({ status, health }) => {
         const waited = seconds(started);
-        if (waited - lastPrinted < 15) return;
-        lastPrinted = waited;
         void logsOf(name, 200).then((logs) => {
           const last = lastMatch(logs, /devmachines: (.*)$/)?.[1] ?? "-";
           say(`${tag} ${waited.toFixed(0)} s: ${status}, health ${health}, ssh ${result.firstSsh !== undefined ? "answered" : "not yet"}; launcher: ${last}`);
         });
-      },
+      }),
     });
     result.toHealthy = seconds(started);
     result.mem = (await docker(["stats", "--no-stream", "--format", "{{.MemUsage}}", name])).split(" / ")[0]?.trim();

@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, waitHealthy,
+  containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, throttleProgress, waitHealthy,
   type MachineSettings,
 } from "@devmachines/pulumi";
 
@@ -74,15 +74,11 @@ async function main(): Promise<void> {
     await runContainerSpec(spec);
     say(`started container ${spec.name}; the guest boots now (docker logs -f ${spec.name} shows its console)`);
   }
-  let lastReport = -30;
   const { seconds } = await waitHealthy(spec.name, {
     timeoutMs: spec.readyTimeoutSeconds * 1000,
-    onProgress: ({ health, seconds: waited }) => {
-      if (waited - lastReport >= 15) {
-        lastReport = waited;
-        say(`${waited}s: ${health === "starting" ? "booting (waiting for SSH and cloud-init)" : health}`);
-      }
-    },
+    onProgress: throttleProgress(15, ({ health, seconds: waited }) =>
+      say(`${waited}s: ${health === "starting" ? "booting (waiting for SSH and cloud-init)" : health}`),
+    ),
   });
   const { user, sshHost, sshPort } = spec.access;
   say(`ready after ${seconds}s. Log in with:\n\n    ${withIdentity(`ssh -p ${sshPort} ${user}@${sshHost}`, identity)}\n`);

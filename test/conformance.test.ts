@@ -21,6 +21,7 @@ import {
   publishedPort,
   removeContainerSpec,
   runContainerSpec,
+  throttleProgress,
   waitHealthy,
   type ContainerSpec,
   type DockerOptions,
@@ -52,15 +53,10 @@ async function boot(spec: ContainerSpec, options: DockerOptions = {}): Promise<n
   const where = options.dockerHost ?? "local engine";
   log(`starting ${spec.name} on ${where}`);
   await runContainerSpec(spec, options);
-  let last = "";
   const { seconds } = await waitHealthy(spec.name, {
     ...options,
     timeoutMs: BOOT_TIMEOUT_MS,
-    onProgress: ({ status, health, seconds }) => {
-      const now = `${status}/${health}`;
-      if (now !== last || seconds % 15 < 3) log(`${spec.name}: ${now} after ${seconds} s`);
-      last = now;
-    },
+    onProgress: throttleProgress(15, ({ status, health, seconds }) => log(`${spec.name}: ${status}/${health} after ${seconds} s`)),
   });
   log(`${spec.name} healthy after ${seconds} s on ${where}`);
   return seconds;

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { TestContext } from "node:test";
 import { E2E_REQUIRED, skipLoudly } from "../runtime/test/fixtures/skip.js";
+import { throttleProgress, type WaitState } from "../sdk/src/progress.js";
 import { docker } from "../sdk/src/run.js";
 
 export { docker, publishedPort } from "../sdk/src/run.js";
@@ -136,12 +137,6 @@ export async function removeAll(what: { containers?: string[]; volumes?: string[
 }
 
 /** Prints a line now and then while a guest boots, so a run never looks stuck. */
-export function progress(label: string): (state: { status: string; health: string; seconds: number }) => void {
-  let last = -30;
-  return ({ status, health, seconds }) => {
-    if (seconds - last >= 30) {
-      last = seconds;
-      console.log(`  [${label}] ${seconds}s: container ${status}, health ${health}`);
-    }
-  };
+export function progress(label: string): (state: WaitState) => void {
+  return throttleProgress(30, ({ status, health, seconds }) => console.log(`  [${label}] ${seconds}s: container ${status}, health ${health}`));
 }

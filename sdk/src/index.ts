@@ -17,3 +17,4 @@ export * from "./placement.js";
 export * from "./inventory.js";
 export * from "./run.js";
 export * from "./defaults.js";
+export * from "./progress.js";
