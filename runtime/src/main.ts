@@ -10,15 +10,15 @@ import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
+import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
 import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
-import { chooseInitialAccel } from "./supervise/accel.js";
-import { checkHealth, waitForSsh, writeState } from "./supervise/readiness.js";
-import { superviseQemu } from "./supervise/supervisor.js";
+import { checkHealth, missingStage, waitForSsh, writeState, type BootProgress } from "./supervise/readiness.js";
+import { isGuestText, superviseQemu } from "./supervise/supervisor.js";
 
 const RUN_DIR = process.env.DEVMACHINES_RUN_DIR ?? "/run/devmachines";
 
@@ -45,16 +45,18 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
 
 async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[] }> {
   const { config, warnings } = loadConfig();
-  const [network, disk] = await Promise.all([discoverNetwork(), readDiskFacts(config.baseImage, config.disksDir)]);
-  const plan = planLaunch(config, { disk, network }, runPaths(RUN_DIR));
+  const [network, disk, accel] = await Promise.all([
+    discoverNetwork(),
+    readDiskFacts(config.baseImage, config.disksDir),
+    discoverAccel(config.accel, config.disksDir, QEMU_BINARY),
+  ]);
+  const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
   return { config, plan, warnings };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
-  const { config, plan, warnings } = await prepare();
-  const first = chooseInitialAccel(config.accel);
-  const accel = { requested: config.accel, first: first.accel, ...(config.accel === "auto" && first.accel === "kvm" && { fallback: "tcg" as const }) };
-  process.stdout.write(`${JSON.stringify(dryRunReport(plan, accel, first.warning ? [...warnings, first.warning] : warnings), null, 2)}\n`);
+  const { plan, warnings } = await prepare();
+  process.stdout.write(`${JSON.stringify(dryRunReport(plan, warnings), null, 2)}\n`);
   return ExitCode.Ok;
 }
 
@@ -65,9 +67,10 @@ async function run(): Promise<ExitCodeValue> {
   await writeState(paths.state, { phase: "starting" });
   const { config, plan, warnings } = await prepare();
   for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
+  log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
+  if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
 
-  // Everything that can refuse does so before the first change.
-  chooseInitialAccel(config.accel);
+  // Everything that can refuse does so before the first change (ACCEL=kvm without KVM: planLaunch).
   if (config.network === "BRIDGE") await checkBridgePrerequisites();
   await ensureWritableDir(config.disksDir, "DISKS_DIR");
 
@@ -82,36 +85,69 @@ async function run(): Promise<ExitCodeValue> {
   // Container port 22 reaches the guest's SSH in both modes (BRIDGE: over the management link).
   const ssh = { host: "127.0.0.1", port: DEFAULTS.sshPort };
   let finished = false;
-  const stopping = () => {
-    if (!finished) void writeState(plan.paths.state, { phase: "stopping", ssh }).catch(() => undefined);
-  };
-  process.once("SIGTERM", stopping);
-  process.once("SIGINT", stopping);
   try {
     log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
     await applyDisk(plan.disk);
     await writeState(plan.paths.state, { phase: "booting", ssh });
     const started = Date.now();
-    return await superviseQemu(
-      { binary: QEMU_BINARY, argsFor: plan.argsFor, accel: config.accel, qmpSocket: plan.paths.qmpSocket, graceSeconds: config.graceSeconds },
-      (supervisor) => {
-        supervisor.onReady(() => {
-          void (async () => {
-            const seconds = () => ((Date.now() - started) / 1000).toFixed(0);
-            log(`cloud-init finished after ${seconds()} s`);
-            log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
-            // A stop may have begun while SSH was checked: never report a stopping VM as ready.
-            if (finished || supervisor.stopRequested) return;
-            await writeState(plan.paths.state, { phase: "ready", ssh });
-            log(`ready after ${seconds()} s: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
-          })().catch((error: unknown) => log(`readiness check failed: ${(error as Error).message}`));
-        });
-      },
-    );
+    const seconds = () => ((Date.now() - started) / 1000).toFixed(0);
+    const seen: BootProgress = { serialOutput: false, guestText: false, cloudInit: false, cloudInitDone: false, ssh: false };
+    let stopping = false;
+    // READY_TIMEOUT: a guest that never becomes ready is reported (log and --health), and left
+    // running for inspection (VNC, docker exec); the health check turns unhealthy.
+    const readyTimer = setTimeout(() => {
+      const missing = missingStage(seen);
+      if (!missing || stopping) return;
+      const notReady = `the guest is not ready after READY_TIMEOUT=${config.readyTimeoutSeconds} s; the stage that never came: ${missing}`;
+      log(`error: ${notReady}`);
+      void writeState(plan.paths.state, { phase: "booting", ssh, notReady }).catch(() => undefined);
+    }, config.readyTimeoutSeconds * 1000);
+    readyTimer.unref();
+    try {
+      return await superviseQemu(
+        {
+          binary: QEMU_BINARY,
+          argsFor: plan.argsFor,
+          accel: plan.accel,
+          readyMarker: plan.readyMarker,
+          qmpSocket: plan.paths.qmpSocket,
+          graceSeconds: config.graceSeconds,
+          onKvmFailure: async (reason) => {
+            const host = await readHostIdentity(QEMU_BINARY);
+            const error = await rememberKvmFailure(kvmVerdictPath(config.disksDir), host, reason);
+            if (error) throw error;
+            log(`remembered in ${kvmVerdictPath(config.disksDir)}: the next start on this host uses TCG at once (delete the file to try KVM again)`);
+          },
+          onStopRequested: () => {
+            stopping = true;
+            if (!finished) void writeState(plan.paths.state, { phase: "stopping", ssh }).catch(() => undefined);
+          },
+        },
+        (supervisor) => {
+          supervisor.onSerialLine((line) => {
+            seen.serialOutput = true;
+            if (isGuestText(line)) seen.guestText = true;
+            if (/cloud-init/i.test(line)) seen.cloudInit = true;
+          });
+          supervisor.onReady(() => {
+            seen.cloudInitDone = true;
+            void (async () => {
+              log(`cloud-init finished after ${seconds()} s`);
+              log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
+              seen.ssh = true;
+              // A stop may have begun while SSH was checked: never report a stopping VM as ready.
+              if (finished || supervisor.stopRequested) return;
+              await writeState(plan.paths.state, { phase: "ready", ssh, accel: supervisor.accel });
+              log(`ready after ${seconds()} s under ${supervisor.accel?.toUpperCase() ?? "?"}: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
+            })().catch((error: unknown) => log(`readiness check failed: ${(error as Error).message}`));
+          });
+        },
+      );
+    } finally {
+      clearTimeout(readyTimer);
+    }
   } finally {
     finished = true;
-    process.off("SIGTERM", stopping);
-    process.off("SIGINT", stopping);
     await writeState(plan.paths.state, { phase: "stopped" }).catch(() => undefined);
     // A teardown problem is reported, but the guest's own outcome stays the exit code.
     await bridge?.undo().catch((error: unknown) => log(`warning: ${(error as Error).message}`));

@@ -2,13 +2,15 @@
 // (fixtures/supervise-run.ts) so that it receives real SIGTERMs.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { QmpClient } from "../src/supervise/qmp.js";
-import { chooseInitialAccel, probeKvm, looksLikeKvmFailure } from "../src/supervise/accel.js";
+import { probeKvm } from "../src/apply/accel.js";
+import { planAccel } from "../src/plan/accel.js";
+import { looksLikeKvmFailure, type ProgressBounds } from "../src/supervise/decide.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 import { kernelOrSkip } from "./fixtures/supervise-kernel.js";
 
@@ -68,7 +70,8 @@ function supervise(config: Record<string, unknown>) {
     check();
   });
   const done = new Promise<{ exitCode: number | null; result: Result }>((resolve) => {
-    child.once("close", (exitCode) => {
+    child.once("close", (exitCode, signal) => {
+      if (signal === "SIGKILL") return resolve({ exitCode, result: { code: -1 } });
       const line = stderr.split("\n").find((l) => l.startsWith("supervise-result: "));
       assert.ok(line, `no result line; stderr:\n${stderr}`);
       resolve({ exitCode, result: JSON.parse(line.slice("supervise-result: ".length)) as Result });
@@ -180,15 +183,16 @@ test("arguments without the required -qmp are refused before QEMU starts", async
 
 test("ACCEL=kvm without a usable KVM is a host error that says --device /dev/kvm", () => {
   assert.deepEqual(probeKvm("/nonexistent/kvm"), { usable: false, reason: "/nonexistent/kvm does not exist" });
+  const verdictPath = "/nonexistent/kvm-verdict.json";
   assert.throws(
-    () => chooseInitialAccel("kvm", () => probeKvm("/nonexistent/kvm")),
+    () => planAccel("kvm", { kvm: probeKvm("/nonexistent/kvm"), verdictPath }),
     (error: unknown) =>
       error instanceof LauncherError && error.exitCode === ExitCode.Host && /--device \/dev\/kvm/.test(error.message),
   );
-  const auto = chooseInitialAccel("auto", () => ({ usable: false, reason: "x" }));
-  assert.equal(auto.accel, "tcg");
+  const auto = planAccel("auto", { kvm: { usable: false, reason: "x" }, verdictPath });
+  assert.equal(auto.first, "tcg");
+  assert.equal(auto.fallback, undefined);
   assert.match(auto.warning ?? "", /TCG/);
-  assert.equal(chooseInitialAccel("tcg", () => assert.fail("tcg must not probe")).accel, "tcg");
 });
 
 test("guest kernel panics with -no-reboot: QEMU exits on its own -> Ok; serial console forwarded, ready marker seen", async (t) => {
@@ -233,21 +237,116 @@ test("ACCEL=auto falls back to TCG exactly when KVM really fails the guest", asy
     assert.match(stderr, /KVM is not usable/);
     return;
   }
-  const firstRun = stderr.split(/started QEMU \(pid \d+\) under TCG/)[0]!;
-  const kvmReallyFailed = firstRun.split("\n").some(looksLikeKvmFailure);
-  if (paravirtual) assert.ok(kvmReallyFailed, "expected the kvm_pvm failure on this machine:\n" + stderr);
-  if (kvmReallyFailed) {
-    assert.equal(attempts.length, 2, stderr);
+  if (paravirtual) assert.equal(attempts.length, 2, "expected the kvm_pvm failure on this machine:\n" + stderr);
+  if (attempts.length === 2) {
     assert.equal(attempts[0]!.accel, "kvm");
-    assert.match(attempts[0]!.kvmFailure ?? "", /KVM internal error|internal-error/);
+    // whichever sign came first: QEMU's error text, the run state, or a guest that shows nothing
+    assert.match(attempts[0]!.kvmFailure ?? "", /KVM internal error|internal-error|failed to set MSR|emulation failure|serial console/);
     assert.equal(attempts[1]!.accel, "tcg");
     assert.match(stderr, /warning: KVM cannot run this guest .* restarting the VM under TCG/);
-    // the guest only booted after the fallback
-    assert.equal(run.stdout().match(/Linux version/g)?.length, 1);
+    // the guest only got through its boot after the fallback
+    assert.equal(run.stdout().match(/Kernel panic - not syncing/g)?.length, 1);
   } else {
     assert.deepEqual(attempts, [{ accel: "kvm" }]);
+    assert.ok(!stderr.split("\n").some(looksLikeKvmFailure), stderr);
     assert.doesNotMatch(stderr, /restarting the VM under TCG/);
   }
+});
+
+/**
+ * A stand-in for qemu-system-x86_64 that plays a host whose KVM breaks: under `-accel kvm` it
+ * runs the real QEMU under TCG (the guest boots and prints as it would) and then behaves as
+ * `mode` says; under TCG it is the real QEMU, untouched. Each KVM start is logged to `kvmLog`.
+ *   late-error  QEMU's kvm_pvm failure text on stderr after `delay` seconds (the VM keeps running)
+ *   silent      no output at all, ever (a guest spinning in its decompressor)
+ */
+function brokenKvmQemu(name: string, mode: "late-error" | "silent", delay = 1.5): { binary: string; kvmLog: string } {
+  const real = execFileSync("sh", ["-c", "command -v qemu-system-x86_64"], { encoding: "utf8" }).trim();
+  const binary = path.join(dir, `${name}-qemu`);
+  const kvmLog = path.join(dir, `${name}-kvm.log`);
+  const script = `#!/bin/bash
+for arg in "$@"; do [ "$arg" = kvm ] && kvm=1; done
+[ -n "$kvm" ] || exec ${real} "$@"
+echo "kvm start $$" >> ${kvmLog}
+${mode === "silent" ? "exec sleep 600" : ""}
+args=(); for arg in "$@"; do [ "$arg" = kvm ] && arg=tcg,thread=multi; args+=("$arg"); done
+( sleep ${delay}; echo "KVM internal error. Suberror: 1" >&2; echo "emulation failure" >&2 ) &
+exec ${real} "\${args[@]}"
+`;
+  fs.writeFileSync(binary, script, { mode: 0o755 });
+  return { binary, kvmLog };
+}
+
+/** The panicking kernel, whose panic line counts as "ready" so that a run reaches readiness. */
+function faultRun(kernel: string, name: string, binary: string, verdictPath: string, progressBounds?: ProgressBounds) {
+  const qmpSocket = path.join(dir, `${name}.sock`);
+  return supervise({
+    accel: "auto",
+    kvm: { usable: true },
+    binary,
+    verdictPath,
+    qmpSocket,
+    graceSeconds: 1,
+    readyMarker: "Kernel panic - not syncing",
+    progressBounds,
+    baseArgs: panickingKernelArgs(kernel, qmpSocket),
+  });
+}
+
+test("fault: KVM's error arrives late (after the guest printed): TCG restart, guest ready, verdict remembered; the next start skips KVM", async (t) => {
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
+  const { binary, kvmLog } = brokenKvmQemu("late", "late-error");
+  const verdictPath = path.join(dir, "late-verdict.json");
+  const first = faultRun(kernel, "late1", binary, verdictPath);
+  const { exitCode, result } = await first.done;
+  const stderr = first.stderr();
+  assert.equal(exitCode, ExitCode.Ok, stderr);
+  assert.equal(result.ready, true, "the guest reached readiness under TCG");
+  assert.deepEqual(result.attempts?.map((a) => a.accel), ["kvm", "tcg"], stderr);
+  assert.match(result.attempts?.[0]?.kvmFailure ?? "", /QEMU reported "KVM internal error. Suberror: 1", \d+\.\ds after start/);
+  assert.match(stderr, /warning: KVM cannot run this guest .* restarting the VM under TCG/);
+  assert.match(first.stdout(), /Linux version/); // the KVM run had shown progress: the error alone decided
+  const verdict = JSON.parse(fs.readFileSync(verdictPath, "utf8")) as { kvm: string; reason: string; host: Record<string, string> };
+  assert.equal(verdict.kvm, "fails");
+  assert.match(verdict.reason, /KVM internal error/);
+  assert.deepEqual(Object.keys(verdict.host).sort(), ["cpu", "kernel", "qemu"]);
+  assert.equal(fs.readFileSync(kvmLog, "utf8").trim().split("\n").length, 1);
+
+  const second = faultRun(kernel, "late2", binary, verdictPath);
+  const again = await second.done;
+  assert.equal(again.exitCode, ExitCode.Ok, second.stderr());
+  assert.deepEqual(again.result.attempts, [{ accel: "tcg" }], "straight to TCG");
+  assert.match(second.stderr(), /starting under TCG at once: KVM failed this guest on this host before .* delete that file or start once with ACCEL=kvm/);
+  assert.equal(fs.readFileSync(kvmLog, "utf8").trim().split("\n").length, 1, "KVM was not tried again");
+});
+
+test("fault: under KVM the guest makes no progress (nothing on the serial console): TCG restart after the bound, guest ready", async (t) => {
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
+  const { binary, kvmLog } = brokenKvmQemu("silent", "silent");
+  const verdictPath = path.join(dir, "silent-verdict.json");
+  const run = faultRun(kernel, "silent", binary, verdictPath, { firstOutput: { cpuMs: 1000, wallMs: 2000 }, firstLine: { cpuMs: 2000, wallMs: 3000 } });
+  const { exitCode, result } = await run.done;
+  const stderr = run.stderr();
+  assert.equal(exitCode, ExitCode.Ok, stderr);
+  assert.equal(result.ready, true);
+  assert.deepEqual(result.attempts?.map((a) => a.accel), ["kvm", "tcg"], stderr);
+  assert.match(result.attempts?.[0]?.kvmFailure ?? "", /no output at all on the serial console 2\.\ds after start, QEMU having used 0\.\ds of CPU/);
+  assert.ok(fs.existsSync(kvmLog));
+  assert.match(fs.readFileSync(verdictPath, "utf8"), /no output at all/);
+});
+
+test("fault: the launcher is killed with SIGKILL: QEMU does not outlive it", async () => {
+  const qmpSocket = path.join(dir, "orphan.sock");
+  const run = supervise({ accel: "tcg", qmpSocket, graceSeconds: 1, baseArgs: pausedVmArgs(qmpSocket) });
+  await run.waitFor(/QMP connected/);
+  const pid = qemuPids.at(-1)!;
+  assert.equal(alive(pid), true);
+  run.child.kill("SIGKILL");
+  // the kernel delivers the parent-death signal at once; give the reaper a moment
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(alive(pid), false, `QEMU (pid ${pid}) outlived its SIGKILLed launcher`);
 });
 
 test("without a test kernel: a failure when DEVMACHINES_E2E=required, otherwise a loud skip", (t) => {

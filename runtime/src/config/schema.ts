@@ -53,6 +53,8 @@ export interface LauncherConfig {
   disksDir: string;
   ephemeral: boolean;
   graceSeconds: number;
+  /** How long the guest may take to become ready before the health check turns unhealthy. */
+  readyTimeoutSeconds: number;
 }
 
 /** Where things live in the runtime image, unless the environment says otherwise. */
@@ -63,6 +65,8 @@ export const DEFAULTS = {
   network: "NAT",
   accel: "auto",
   graceSeconds: 60,
+  /** READY_TIMEOUT: several times a TCG boot on a busy two-core host (about 40-90 s); matches the image's HEALTHCHECK start period. */
+  readyTimeoutSeconds: 300,
   /** The guest's SSH port, forwarded from the same container port in NAT mode. */
   sshPort: 22,
 } as const;
@@ -110,6 +114,7 @@ const envSchema = z.object({
   DISKS_DIR: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.disksDir),
   EPHEMERAL: booleanField.optional(),
   GRACE_SECONDS: secondsField.optional(),
+  READY_TIMEOUT: secondsField.refine((seconds) => seconds > 0, "must be at least 1 second").optional(),
 });
 
 /**
@@ -176,6 +181,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     DISKS_DIR: value("DISKS_DIR"),
     EPHEMERAL: value("EPHEMERAL"),
     GRACE_SECONDS: value("GRACE_SECONDS"),
+    READY_TIMEOUT: value("READY_TIMEOUT"),
   };
 
   for (const [variable, rule] of [
@@ -303,6 +309,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       disksDir: env2.DISKS_DIR,
       ephemeral: env2.EPHEMERAL ?? false,
       graceSeconds: env2.GRACE_SECONDS ?? DEFAULTS.graceSeconds,
+      readyTimeoutSeconds: env2.READY_TIMEOUT ?? DEFAULTS.readyTimeoutSeconds,
     },
   };
 }

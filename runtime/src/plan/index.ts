@@ -2,8 +2,8 @@
 import type { LauncherConfig } from "../config/schema.js";
 import type { ContainerNetwork } from "../network/discover.js";
 import { planNetwork, type NetworkPlan } from "../network/plan.js";
-import type { Accel } from "../supervise/accel.js";
-import { planCloudInit, type CloudInitFiles } from "./cloudInit.js";
+import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
+import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
 import { QEMU_BINARY, qemuArgs, type RunPaths } from "./qemu.js";
 
@@ -12,11 +12,15 @@ export interface LaunchPlan {
   network: NetworkPlan;
   cloudInit: CloudInitFiles;
   paths: RunPaths;
+  accel: AccelPlan;
+  /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
+  readyMarker: string;
   /** The argv for either accelerator; `auto` may need both. */
   argsFor(accel: Accel): string[];
 }
 
-export function planLaunch(config: LauncherConfig, facts: { disk: DiskFacts; network: ContainerNetwork }, paths: RunPaths): LaunchPlan {
+export function planLaunch(config: LauncherConfig, facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts }, paths: RunPaths): LaunchPlan {
+  const accel = planAccel(config.accel, facts.accel);
   const network = planNetwork(config, facts.network);
   const disk = planDisk(
     { basePath: config.baseImage, disksDir: config.disksDir, storageBytes: config.storageBytes, ephemeral: config.ephemeral },
@@ -24,11 +28,12 @@ export function planLaunch(config: LauncherConfig, facts: { disk: DiskFacts; net
   );
   const cloudInit = planCloudInit(config, network.networkConfig);
   const input = { config, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
-  return { disk, network, cloudInit, paths, argsFor: (accel) => qemuArgs(input, accel) };
+  return { disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
-export function dryRunReport(plan: LaunchPlan, accel: { requested: string; first: Accel; fallback?: Accel }, warnings: string[]) {
+export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
+  const { warning, ...accel } = plan.accel;
   return {
     qemu: { binary: QEMU_BINARY, args: plan.argsFor(accel.first) },
     cloudInit: { metaData: plan.cloudInit.metaData, userData: plan.cloudInit.userData, networkConfig: plan.cloudInit.networkConfig },
@@ -36,6 +41,6 @@ export function dryRunReport(plan: LaunchPlan, accel: { requested: string; first
     network: plan.network,
     accel,
     instanceId: plan.cloudInit.instanceId,
-    warnings: [...warnings, ...plan.network.warnings],
+    warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings],
   };
 }

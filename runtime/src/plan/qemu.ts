@@ -1,7 +1,7 @@
 /** The QEMU command line, assembled from the other plans. Pure. */
 import type { LauncherConfig } from "../config/schema.js";
 import { MiB } from "../config/units.js";
-import { accelArgs, type Accel } from "../supervise/accel.js";
+import { accelArgs, type Accel } from "./accel.js";
 
 /** Files of one run of the launcher (not persistent: a tmpfs or the container's layer). */
 export interface RunPaths {

@@ -1,6 +1,6 @@
 /**
  * Readiness: a DevMachine is ready when cloud-init has finished (its final
- * message, carrying READY_MARKER, appears on the serial console) and the
+ * message, carrying the plan's ready marker, appears on the serial console) and the
  * guest's SSH server answers. The launcher records the phase in a state file;
  * `--health` (the image's HEALTHCHECK) reads it and checks the SSH banner again
  * (from inside the container, in both network modes), so a dead sshd turns the
@@ -8,7 +8,6 @@
  */
 import { connect } from "node:net";
 import { readFile, rename, writeFile } from "node:fs/promises";
-import { READY_MARKER } from "../plan/cloudInit.js";
 
 export type Phase = "starting" | "booting" | "ready" | "stopping" | "stopped";
 
@@ -17,6 +16,8 @@ export interface LauncherState {
   /** Where the guest's SSH answers from inside the container (NAT: the forward; BRIDGE: the management link). */
   ssh?: { host: string; port: number };
   accel?: string;
+  /** Set when READY_TIMEOUT passed before readiness: which boot stage never came. */
+  notReady?: string;
   updatedAt: string;
 }
 
@@ -26,8 +27,28 @@ export async function writeState(path: string, state: Omit<LauncherState, "updat
   await rename(temp, path);
 }
 
-export function isReadyLine(line: string): boolean {
-  return line.includes(READY_MARKER);
+/** What the serial console and SSH have shown so far, for naming the stage that never came. */
+export interface BootProgress {
+  /** Any line on the serial console. */
+  serialOutput: boolean;
+  /** A line of text from the guest (its kernel or userspace), not only GRUB's terminal set-up. */
+  guestText: boolean;
+  /** A cloud-init line. */
+  cloudInit: boolean;
+  /** The ready marker: cloud-init finished. */
+  cloudInitDone: boolean;
+  /** The guest's SSH server answered. */
+  ssh: boolean;
+}
+
+/** The first boot stage that has not come yet, for the READY_TIMEOUT message; undefined when all did. */
+export function missingStage(seen: BootProgress): string | undefined {
+  if (!seen.serialOutput) return "firmware/GRUB: nothing at all on the serial console";
+  if (!seen.guestText) return "kernel: the guest kernel never printed on the serial console";
+  if (!seen.cloudInit) return "cloud-init: it never started (no cloud-init line on the serial console)";
+  if (!seen.cloudInitDone) return "cloud-init: it started but never finished";
+  if (!seen.ssh) return "SSH: cloud-init finished, but the guest's SSH server never answered";
+  return undefined;
 }
 
 /** Resolves to the banner (e.g. `SSH-2.0-OpenSSH_10.0`) or rejects after `timeoutMs`. */
@@ -77,6 +98,7 @@ export async function checkHealth(statePath: string): Promise<{ healthy: boolean
   } catch {
     return { healthy: false, message: "the launcher has not started the VM yet" };
   }
+  if (state.notReady) return { healthy: false, message: state.notReady };
   if (state.phase !== "ready") return { healthy: false, message: `the VM is ${state.phase}` };
   if (!state.ssh) return { healthy: true, message: "cloud-init finished" };
   try {

@@ -1,10 +1,11 @@
 /**
  * Runs QEMU and looks after it until it exits: forwards the serial console, turns
  * SIGTERM/SIGINT into an ACPI power-down with a grace period, maps the outcome to an exit
- * code, and under `ACCEL=auto` restarts under TCG when KVM turns out not to work.
+ * code, and owns the accelerator fallback the plan allows (ACCEL=auto: KVM, then TCG).
+ * The decisions themselves are pure functions in decide.ts; this module gathers events.
  *
  * QEMU argv the supervisor requires (built by the plan layer through `argsFor`):
- *   - `-accel kvm` or `-accel tcg,thread=multi`: use {@link accelArgs}(accel);
+ *   - `-accel kvm` or `-accel tcg,thread=multi`: plan/accel.ts's accelArgs(accel);
  *   - `-qmp unix:<qmpSocket>,server=on,wait=off`;
  *   - `-serial stdio -display none -monitor none`: QEMU's stdout is then exactly the
  *     guest's first serial port (the guest should use `console=ttyS0`); no `mon:stdio`,
@@ -12,68 +13,90 @@
  *   - no `-daemonize`, and no `-no-shutdown` (a powered-off guest must end QEMU);
  *   - nothing KVM-only in `argsFor("tcg")` (e.g. `-cpu host`: use `-cpu max` under TCG).
  *
- * Known gap: a guest that merely hangs under a broken KVM (bookworm's 6.1 kernel spins
- * silently in its decompressor on kvm_pvm) is not detected; only failures QEMU reports
- * (stderr, run state internal-error, early exit) are.
+ * QEMU runs under `setpriv --pdeathsig KILL` (util-linux): if the launcher dies, even by
+ * SIGKILL, the kernel kills QEMU too, so no orphaned VM keeps the disk open.
  */
 import fs from "node:fs";
 import readline from "node:readline";
 import type { Writable } from "node:stream";
 import { execa, type ResultPromise } from "execa";
 import { ExitCode, LauncherError, type ExitCodeValue } from "../exitCodes.js";
-import { QmpClient, type QmpEvent } from "./qmp.js";
-import { accelArgs, chooseInitialAccel, looksLikeKvmFailure, type Accel, type AccelMode, type KvmProbe } from "./accel.js";
-
-export { accelArgs, type Accel, type AccelMode } from "./accel.js";
+import { accelArgs, type Accel } from "../plan/accel.js";
+import { QmpClient } from "./qmp.js";
+import {
+  DEFAULT_PROGRESS_BOUNDS,
+  looksLikeKvmFailure,
+  awaitingProgress,
+  missingProgress,
+  onQemuExit,
+  onVmFailure,
+  type Next,
+  type ProgressBounds,
+  type RunContext,
+} from "./decide.js";
 
 /** Options for {@link QemuSupervisor} and {@link superviseQemu}. */
 export interface SuperviseOptions {
-  /** QEMU binary. Default `qemu-system-x86_64`. */
-  binary?: string;
+  /** QEMU binary (the plan's QEMU_BINARY; tests pass a stand-in). */
+  binary: string;
   /**
-   * The full QEMU argv (without the binary) for an accelerator. Called again with `tcg`
-   * when `auto` falls back, so it must be pure. Must contain {@link accelArgs}(accel) and
-   * the arguments listed at the top of this module.
+   * The full QEMU argv (without the binary) for an accelerator. Called again with the
+   * fallback, so it must be pure. Must contain accelArgs(accel) and the arguments listed at
+   * the top of this module.
    */
   argsFor: (accel: Accel) => string[];
-  /** `ACCEL`. Default `auto`. */
-  accel?: AccelMode;
+  /** The plan's decision: what to start with, and what KVM may fall back to before readiness. */
+  accel: { first: Accel; fallback?: Accel };
   /** The path in `-qmp unix:<path>,...`. Removed before each start (a stale one blocks QEMU). */
   qmpSocket: string;
   /** How long the guest gets to power off after SIGTERM/SIGINT before QEMU is killed. */
   graceSeconds: number;
-  /**
-   * Under `auto`, how long after a KVM start a KVM failure still triggers the TCG restart.
-   * Later failures end the launcher with ExitCode.Failure. Default 60.
-   */
-  kvmWatchSeconds?: number;
-  /** A serial console line containing this marks the guest ready. Default `DEVMACHINES_READY`. */
-  readyMarker?: string;
-  /** Called for each serial console line (without the line ending). */
-  onSerialLine?: (line: string) => void;
-  /** Called once, when the ready marker first appears on the serial console. */
-  onReady?: () => void;
+  /** A serial console line containing this marks the guest ready (the plan's READY_MARKER). */
+  readyMarker: string;
+  /** Under KVM with a fallback: how soon the guest must show progress. Default {@link DEFAULT_PROGRESS_BOUNDS}. */
+  progressBounds?: ProgressBounds;
+  /** Called when KVM failed this guest, to remember the verdict; a rejection is logged as a warning. */
+  onKvmFailure?: (reason: string) => Promise<void>;
+  /** Called once when SIGTERM/SIGINT asks the VM to stop. */
+  onStopRequested?: (reason: string) => void;
   /** Where the serial console goes. Default process.stdout (so `docker logs` shows the boot). */
   serialOut?: Writable;
   /** Where QEMU's stderr and the supervisor's `devmachines:` lines go. Default process.stderr. */
   logOut?: Writable;
-  /** How KVM is probed (tests replace it). Default: open /dev/kvm read-write. */
-  probeKvm?: () => KvmProbe;
 }
 
 /** One QEMU run: which accelerator, and why it was abandoned if it was. */
 export interface Attempt {
   accel: Accel;
-  /** Set when this run was abandoned for a TCG restart. */
+  /** Set when this run was abandoned for a restart under the fallback. */
   kvmFailure?: string;
 }
 
 /** How long QEMU gets to act on QMP `quit` before SIGKILL. */
 const QUIT_TIMEOUT_MS = 3000;
-/** Lines of QEMU stderr kept to explain a failure. */
-const STDERR_TAIL = 20;
+/** How often the progress of a KVM start is checked. */
+const PROGRESS_POLL_MS = 250;
+/** Clock ticks per second in /proc/<pid>/stat (USER_HZ, 100 on every Linux architecture QEMU runs here). */
+const USER_HZ = 100;
+/** Runs QEMU so that the kernel kills it when the launcher dies (util-linux, in every Debian). */
+const SETPRIV = ["setpriv", "--pdeathsig", "KILL", "--"];
 
-type RunOutcome = { kind: "exit"; code: ExitCodeValue } | { kind: "kvm-failed"; reason: string };
+interface Run {
+  accel: Accel;
+  ctx: RunContext;
+  child: ResultPromise;
+  startedAt: number;
+  qmp?: QmpClient;
+  exited: boolean;
+  /** Set when the supervisor decided the run's outcome before QEMU exited. */
+  decided?: Next;
+  kvmStderr?: string;
+  lastStderr?: string;
+  shutdownReason?: string;
+  firstOutputMs?: number;
+  firstLineMs?: number;
+  progressTimer?: NodeJS.Timeout;
+}
 
 /**
  * Supervises one DevMachine's QEMU. Create it, subscribe with {@link onSerialLine} /
@@ -81,26 +104,14 @@ type RunOutcome = { kind: "exit"; code: ExitCodeValue } | { kind: "kvm-failed"; 
  * ({@link superviseQemu} does the signal wiring).
  */
 export class QemuSupervisor {
-  private readonly opts: Required<
-    Pick<SuperviseOptions, "binary" | "accel" | "kvmWatchSeconds" | "readyMarker" | "serialOut" | "logOut">
-  > &
-    SuperviseOptions;
+  private readonly opts: Required<Pick<SuperviseOptions, "serialOut" | "logOut" | "progressBounds">> & SuperviseOptions;
   private readonly lineListeners = new Set<(line: string) => void>();
   private readonly readyListeners = new Set<() => void>();
   private ready = false;
   private stopReason: string | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private killedAfterGrace = false;
-  private current:
-    | {
-        accel: Accel;
-        child: ResultPromise;
-        qmp?: QmpClient;
-        exited: boolean;
-        /** Set when the supervisor decided the run's outcome before QEMU exited. */
-        verdict?: RunOutcome;
-      }
-    | undefined;
+  private current: Run | undefined;
   /** Every QEMU run so far, in order. */
   readonly attempts: Attempt[] = [];
 
@@ -108,15 +119,10 @@ export class QemuSupervisor {
     // `??`, not spread defaults: an explicit `undefined` must not erase a default
     this.opts = {
       ...options,
-      binary: options.binary ?? "qemu-system-x86_64",
-      accel: options.accel ?? "auto",
-      kvmWatchSeconds: options.kvmWatchSeconds ?? 60,
-      readyMarker: options.readyMarker ?? "DEVMACHINES_READY",
+      progressBounds: options.progressBounds ?? DEFAULT_PROGRESS_BOUNDS,
       serialOut: options.serialOut ?? process.stdout,
       logOut: options.logOut ?? process.stderr,
     };
-    if (options.onSerialLine) this.lineListeners.add(options.onSerialLine);
-    if (options.onReady) this.readyListeners.add(options.onReady);
   }
 
   /** Subscribes to serial console lines. Returns an unsubscribe function. */
@@ -141,6 +147,11 @@ export class QemuSupervisor {
     return this.current?.qmp;
   }
 
+  /** True once a stop was asked for (SIGTERM/SIGINT): the VM is on its way down. */
+  get stopRequested(): boolean {
+    return this.stopReason !== undefined;
+  }
+
   private log(message: string): void {
     this.opts.logOut.write(`devmachines: ${message}\n`);
   }
@@ -148,33 +159,46 @@ export class QemuSupervisor {
   /**
    * Starts QEMU and resolves with the launcher's exit code when it is gone for good.
    *
-   * @throws LauncherError(ExitCode.Host) when `ACCEL=kvm` and KVM is unusable, or when the
-   *   QEMU binary cannot be started.
+   * @throws LauncherError(ExitCode.Host) when the QEMU binary (or setpriv) cannot be started.
    */
   async run(): Promise<ExitCodeValue> {
-    const initial = chooseInitialAccel(this.opts.accel, this.opts.probeKvm);
-    if (initial.warning) this.log(`warning: ${initial.warning}`);
-    let accel = initial.accel;
-    for (;;) {
-      if (this.stopReason !== undefined) {
-        this.log(`${this.stopReason} before QEMU started; not starting it`);
-        return ExitCode.Ok;
+    // One handler for the launcher's whole life: a dying launcher takes QEMU along (the
+    // pdeathsig covers SIGKILL; this covers a normal exit in the middle of a run).
+    const killOnExit = () => {
+      if (this.current && !this.current.exited) this.current.child.kill("SIGKILL");
+    };
+    process.on("exit", killOnExit);
+    try {
+      let accel = this.opts.accel.first;
+      let fallback = this.opts.accel.fallback;
+      for (;;) {
+        if (this.stopReason !== undefined) {
+          this.log(`${this.stopReason} before QEMU started; not starting it`);
+          return ExitCode.Ok;
+        }
+        const next = await this.runOnce(accel, fallback);
+        if (next.kvmFailure !== undefined) await this.rememberKvmFailure(next.kvmFailure);
+        if (next.kind === "exit") {
+          this.log(`${next.message}: exit code ${next.code}`);
+          return next.code;
+        }
+        this.attempts[this.attempts.length - 1]!.kvmFailure = next.reason;
+        this.log(
+          `warning: KVM cannot run this guest (${next.reason}). /dev/kvm is there but does not work ` +
+            "for ordinary guests (e.g. a paravirtual KVM such as kvm_pvm). ACCEL=auto: restarting the VM " +
+            `under ${next.accel === "tcg" ? "TCG software emulation, which is much slower" : next.accel}.`,
+        );
+        accel = next.accel;
+        fallback = undefined;
       }
-      const outcome = await this.runOnce(accel);
-      if (outcome.kind === "exit") return outcome.code;
-      this.attempts[this.attempts.length - 1]!.kvmFailure = outcome.reason;
-      this.log(
-        `warning: KVM cannot run this guest (${outcome.reason}). /dev/kvm is there but does not work ` +
-          "for ordinary guests (e.g. a paravirtual KVM such as kvm_pvm). ACCEL=auto: restarting the VM " +
-          "under TCG software emulation, which is much slower. Set ACCEL=tcg to skip the KVM attempt.",
-      );
-      accel = "tcg";
+    } finally {
+      process.off("exit", killOnExit);
     }
   }
 
-  /** True once a stop was asked for (SIGTERM/SIGINT): the VM is on its way down. */
-  get stopRequested(): boolean {
-    return this.stopReason !== undefined;
+  private async rememberKvmFailure(reason: string): Promise<void> {
+    if (!this.opts.onKvmFailure) return;
+    await this.opts.onKvmFailure(reason).catch((error: Error) => this.log(`warning: cannot remember the KVM failure: ${error.message}`));
   }
 
   /**
@@ -187,11 +211,13 @@ export class QemuSupervisor {
       return;
     }
     this.stopReason = reason;
+    this.opts.onStopRequested?.(reason);
     const run = this.current;
     if (!run || run.exited) return;
+    run.ctx.stopping = true;
     this.log(`${reason}: asking the guest to power off (ACPI); killing it in ${this.opts.graceSeconds}s otherwise`);
     if (run.qmp) this.powerdown(run.qmp);
-    // else: sent as soon as QMP connects (see runOnce)
+    // else: sent as soon as QMP connects (see connectQmp)
     this.graceTimer = setTimeout(() => {
       if (run.exited) return;
       this.killedAfterGrace = true;
@@ -207,7 +233,7 @@ export class QemuSupervisor {
   }
 
   /** QMP `quit`, then SIGKILL if QEMU is still there. */
-  private async forceStop(run: NonNullable<QemuSupervisor["current"]>): Promise<void> {
+  private async forceStop(run: Run): Promise<void> {
     if (run.exited) return;
     const killTimer = setTimeout(() => {
       if (!run.exited) {
@@ -223,16 +249,42 @@ export class QemuSupervisor {
     }
   }
 
-  private async runOnce(accel: Accel): Promise<RunOutcome> {
+  /** Ends the run early with a decision: QEMU may still be alive, but the VM is dead or stuck. */
+  private decide(run: Run, next: Next): void {
+    if (run.decided || run.exited) return;
+    run.decided = next;
+    clearInterval(run.progressTimer);
+    void this.forceStop(run);
+  }
+
+  private onVmFailure(run: Run, reason: string): void {
+    const after = ((Date.now() - run.startedAt) / 1000).toFixed(1);
+    this.decide(run, onVmFailure(run.ctx, `${reason}, ${after}s after start`));
+  }
+
+  /** Under KVM with a fallback and before readiness: a guest that shows no progress is KVM's failure. */
+  private watchProgress(run: Run): void {
+    if (run.accel !== "kvm" || !run.ctx.fallback) return;
+    const bounds = this.opts.progressBounds;
+    run.progressTimer = setInterval(() => {
+      if (run.exited || run.decided || run.ctx.ready || run.ctx.stopping || !awaitingProgress(run)) {
+        clearInterval(run.progressTimer);
+        return;
+      }
+      const progress = { elapsedMs: Date.now() - run.startedAt, cpuMs: cpuTimeMs(run.child.pid), firstOutputMs: run.firstOutputMs, firstLineMs: run.firstLineMs };
+      const missing = missingProgress(progress, bounds);
+      if (missing) this.decide(run, onVmFailure(run.ctx, missing));
+    }, PROGRESS_POLL_MS);
+  }
+
+  private async runOnce(accel: Accel, fallback: Accel | undefined): Promise<Next> {
     const argv = this.opts.argsFor(accel);
     checkArgv(argv, accel, this.opts.qmpSocket);
     fs.rmSync(this.opts.qmpSocket, { force: true });
     this.attempts.push({ accel });
-    const startedAt = Date.now();
-    const withinKvmWatch = () =>
-      accel === "kvm" && this.opts.accel === "auto" && Date.now() - startedAt < this.opts.kvmWatchSeconds * 1000;
 
-    const child = execa(this.opts.binary, argv, {
+    const [wrapper, ...wrapperArgs] = SETPRIV;
+    const child = execa(wrapper!, [...wrapperArgs, this.opts.binary, ...argv], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -242,67 +294,73 @@ export class QemuSupervisor {
       // powers the guest down, instead of killing QEMU outright.
       detached: true,
     });
-    const run: NonNullable<QemuSupervisor["current"]> = { accel, child, exited: false };
+    const run: Run = {
+      accel,
+      ctx: { accel, fallback, ready: false, stopping: this.stopReason !== undefined },
+      child,
+      startedAt: Date.now(),
+      exited: false,
+    };
     this.current = run;
-    // execa's cleanup skips detached children; a dying launcher must not leave QEMU behind.
-    const killOnExit = () => {
-      if (!run.exited) child.kill("SIGKILL");
-    };
-    process.once("exit", killOnExit);
-    this.log(`started QEMU (pid ${child.pid ?? "?"}) under ${accel === "kvm" ? "KVM" : "TCG"}`);
+    const how = fallback ? `, ${fallback.toUpperCase()} if it fails before the guest is ready` : "";
+    this.log(`started QEMU (pid ${child.pid ?? "?"}) under ${accel === "kvm" ? "KVM" : "TCG"}${how}`);
 
-    const stderrTail: string[] = [];
-    let kvmStderr: string | undefined;
-    /** Ends the run early: QEMU is still alive, but the VM is dead. */
-    const abandon = (verdict: RunOutcome) => {
-      if (run.verdict || run.exited) return;
-      run.verdict = verdict;
-      void this.forceStop(run);
-    };
-    const onKvmFailure = (reason: string) => {
-      if (withinKvmWatch() && this.stopReason === undefined) {
-        const after = ((Date.now() - startedAt) / 1000).toFixed(1);
-        abandon({ kind: "kvm-failed", reason: `${reason}, ${after}s after start` });
-      } else {
-        this.log(`the VM stopped: ${reason}; stopping QEMU`);
-        abandon({ kind: "exit", code: ExitCode.Failure });
-      }
-    };
-
-    const serialDone = pumpLines(child.stdout!, (line) => this.onSerial(line));
+    child.stdout!.once("data", () => (run.firstOutputMs ??= Date.now() - run.startedAt));
+    const serialDone = pumpLines(child.stdout!, (line) => this.onSerial(run, line));
     const stderrDone = pumpLines(child.stderr!, (line) => {
       this.opts.logOut.write(`${line}\n`);
-      stderrTail.push(line);
-      if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
-      if (kvmStderr === undefined && looksLikeKvmFailure(line)) {
-        kvmStderr = line.trim();
+      run.lastStderr = line;
+      if (run.kvmStderr === undefined && accel === "kvm" && looksLikeKvmFailure(line)) {
+        run.kvmStderr = line.trim();
         // QEMU stays alive after "KVM internal error"; QMP will say internal-error too,
         // but the text is the first and clearest sign.
-        if (accel === "kvm") onKvmFailure(`QEMU reported "${kvmStderr}"`);
+        this.onVmFailure(run, `QEMU reported "${run.kvmStderr}"`);
       }
     });
-
+    this.watchProgress(run);
     const connectAbort = new AbortController();
+    const qmpDone = this.connectQmp(run, connectAbort.signal);
+
+    const result = await child;
+    run.exited = true;
+    clearInterval(run.progressTimer);
+    connectAbort.abort();
+    await Promise.all([serialDone, stderrDone, qmpDone]);
+    run.qmp?.close();
+    clearTimeout(this.graceTimer);
+    fs.rmSync(this.opts.qmpSocket, { force: true });
+
+    if (result.failed && result.exitCode === undefined && result.signal === undefined) {
+      // spawn itself failed (ENOENT, EACCES)
+      throw new LauncherError(`cannot start ${SETPRIV[0]} ${this.opts.binary}: ${result.message}`, ExitCode.Host);
+    }
+    if ((result.exitCode === 126 || result.exitCode === 127) && /^setpriv: /.test(run.lastStderr ?? "")) {
+      throw new LauncherError(`cannot start ${this.opts.binary}: ${run.lastStderr}`, ExitCode.Host);
+    }
+    if (run.decided) return run.decided;
+    return onQemuExit(
+      { ...run.ctx, killedAfterGrace: this.killedAfterGrace, kvmStderr: run.kvmStderr, stopReason: this.stopReason },
+      { exitCode: result.exitCode, signal: result.signal, shutdownReason: run.shutdownReason },
+    );
+  }
+
+  private connectQmp(run: Run, signal: AbortSignal): Promise<void> {
     const checkStatus = async (qmp: QmpClient) => {
       const status = await qmp.queryStatus().catch(() => undefined);
       if (status?.status === "internal-error") {
-        onKvmFailure(
-          accel === "kvm"
-            ? `QMP reports run state internal-error${kvmStderr ? ` after "${kvmStderr}"` : ""}`
-            : "QMP reports run state internal-error",
-        );
+        this.onVmFailure(run, `QMP reports run state internal-error${run.kvmStderr ? ` after "${run.kvmStderr}"` : ""}`);
       } else if (status?.status === "guest-panicked") {
-        this.log("the guest kernel panicked; stopping QEMU");
-        abandon({ kind: "exit", code: ExitCode.Failure });
+        this.decide(run, { kind: "exit", code: ExitCode.Failure, message: "the guest kernel panicked; QEMU stopped" });
       }
     };
-    let shutdownEvent: QmpEvent | undefined;
-    const qmpDone = QmpClient.connect(this.opts.qmpSocket, { timeoutMs: 15_000, signal: connectAbort.signal })
+    return QmpClient.connect(this.opts.qmpSocket, { timeoutMs: 15_000, signal })
       .then((qmp) => {
         if (run.exited) return qmp.close();
         run.qmp = qmp;
         this.log("QMP connected");
-        qmp.on("SHUTDOWN", (event) => (shutdownEvent = event));
+        qmp.on("SHUTDOWN", (event) => {
+          if (typeof event.data?.reason === "string") run.shutdownReason = event.data.reason;
+        });
         qmp.on("POWERDOWN", () => this.log("ACPI power-down sent to the guest"));
         qmp.on("GUEST_PANICKED", () => this.log("the guest reported a kernel panic"));
         qmp.on("STOP", () => void checkStatus(qmp));
@@ -313,47 +371,21 @@ export class QemuSupervisor {
         // A QEMU that is dying (e.g. a failed KVM start) drops QMP a moment before its exit is
         // seen: only complain about a QEMU that is still running after that moment.
         setTimeout(() => {
-          if (!run.exited && !connectAbort.signal.aborted) {
+          if (!run.exited && !signal.aborted) {
             this.log(`cannot talk to QEMU over QMP (${error.message}); power-down on SIGTERM will not work`);
           }
         }, 1000).unref();
       });
-
-    const result = await child;
-    run.exited = true;
-    process.off("exit", killOnExit);
-    connectAbort.abort();
-    await Promise.all([serialDone, stderrDone, qmpDone]);
-    run.qmp?.close();
-    clearTimeout(this.graceTimer);
-    fs.rmSync(this.opts.qmpSocket, { force: true });
-
-    if (result.failed && result.exitCode === undefined && result.signal === undefined) {
-      // spawn itself failed (ENOENT, EACCES)
-      throw new LauncherError(`cannot start ${this.opts.binary}: ${result.message}`, ExitCode.Host);
-    }
-    if (run.verdict) return run.verdict;
-    const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
-    if (this.killedAfterGrace) {
-      this.log(`QEMU ${how} after the grace period: exit code ${ExitCode.Killed}`);
-      return { kind: "exit", code: ExitCode.Killed };
-    }
-    if (result.exitCode === 0) {
-      const why = describeShutdown(shutdownEvent);
-      this.log(`QEMU exited cleanly (${why})${this.stopReason ? ` after ${this.stopReason}` : ""}: exit code 0`);
-      return { kind: "exit", code: ExitCode.Ok };
-    }
-    if (accel === "kvm" && kvmStderr !== undefined && withinKvmWatch() && this.stopReason === undefined) {
-      return { kind: "kvm-failed", reason: `QEMU ${how} right after start: "${kvmStderr}"` };
-    }
-    this.log(`QEMU ${how} on its own: exit code ${ExitCode.Failure}`);
-    return { kind: "exit", code: ExitCode.Failure };
   }
 
-  private onSerial(line: string): void {
+  private onSerial(run: Run, line: string): void {
     this.opts.serialOut.write(`${line}\n`);
+    if (run.firstLineMs === undefined && isGuestText(line)) run.firstLineMs = Date.now() - run.startedAt;
     for (const listener of [...this.lineListeners]) listener(line);
-    if (!this.ready && line.includes(this.opts.readyMarker)) {
+    if (!run.ctx.ready && line.includes(this.opts.readyMarker)) {
+      run.ctx.ready = true;
+      clearInterval(run.progressTimer);
+      if (this.ready) return; // an earlier run was ready already (a restart after readiness)
       this.ready = true;
       for (const listener of [...this.readyListeners]) listener();
       this.readyListeners.clear();
@@ -361,12 +393,31 @@ export class QemuSupervisor {
   }
 }
 
+/** A process's CPU time (user + system) in ms from /proc/<pid>/stat; 0 when it cannot be read. */
+function cpuTimeMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // fields after the parenthesised command name (which may contain spaces): utime is the 12th, stime the 13th
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+  } catch {
+    return 0;
+  }
+}
+
+/** A line with readable text once terminal escape sequences are gone (GRUB's console set-up has none). */
+export function isGuestText(line: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /[A-Za-z0-9]{2}/.test(line.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b./g, ""));
+}
+
 /**
- * Runs QEMU under a {@link QemuSupervisor}, turning SIGTERM/SIGINT into a graceful stop,
- * and resolves with the exit code for the launcher (ExitCode.Ok, Failure or Killed).
+ * Runs QEMU under a {@link QemuSupervisor}, turning SIGTERM/SIGINT into a graceful stop
+ * (the launcher's only signal handlers), and resolves with the exit code for the launcher.
  *
  * @param onStart receives the supervisor before QEMU starts, to subscribe to lines/readiness.
- * @throws LauncherError(ExitCode.Host) when KVM was demanded and is unusable, or QEMU cannot start.
+ * @throws LauncherError(ExitCode.Host) when QEMU cannot start.
  */
 export async function superviseQemu(
   options: SuperviseOptions,
@@ -383,26 +434,6 @@ export async function superviseQemu(
   } finally {
     process.off("SIGTERM", onSigterm);
     process.off("SIGINT", onSigint);
-  }
-}
-
-function describeShutdown(event: QmpEvent | undefined): string {
-  const reason = typeof event?.data?.reason === "string" ? event.data.reason : undefined;
-  switch (reason) {
-    case "guest-shutdown":
-      return "the guest powered off";
-    case "guest-reset":
-      return "the guest reset with -no-reboot";
-    case "guest-panic":
-      return "the guest panicked";
-    case "host-qmp-quit":
-      return "QMP quit";
-    case "host-signal":
-      return "QEMU received a signal";
-    case undefined:
-      return "no SHUTDOWN event seen";
-    default:
-      return reason;
   }
 }
 
