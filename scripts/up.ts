@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, throttleProgress, waitHealthy,
+  containerLogs, containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, throttleProgress, waitHealthy,
   type MachineSettings,
 } from "@devmachines/pulumi";
 
@@ -76,9 +76,18 @@ async function main(): Promise<void> {
   }
   const { seconds } = await waitHealthy(spec.name, {
     timeoutMs: spec.readyTimeoutSeconds * 1000,
-    onProgress: throttleProgress(15, ({ health, seconds: waited }) =>
-      say(`${waited}s: ${health === "starting" ? "booting (waiting for SSH and cloud-init)" : health}`),
-    ),
+    onProgress: throttleProgress(15, ({ health, seconds: waited }) => {
+      // The launcher's latest line says where the boot is (accelerator, fallback, readiness).
+      const state = health === "starting" ? "booting (waiting for SSH and cloud-init)" : health;
+      void containerLogs(spec.name, { tail: 40 }).then(
+        ({ launcher }) => {
+          const latest = launcher.trimEnd().split("
+").filter((line) => line.startsWith("devmachines: ")).at(-1);
+          say(`${waited}s: ${state}${latest ? ` | ${latest}` : ""}`);
+        },
+        () => say(`${waited}s: ${state}`),
+      );
+    }),
   });
   const { user, sshHost, sshPort } = spec.access;
   say(`ready after ${seconds}s. Log in with:\n\n    ${withIdentity(`ssh -p ${sshPort} ${user}@${sshHost}`, identity)}\n`);

@@ -28,7 +28,7 @@ test("a minimal environment gives a complete configuration with documented defau
     disksDir: "/var/lib/devmachines",
     ephemeral: false,
     graceSeconds: 60,
-    readyTimeoutSeconds: 300,
+    readyTimeoutSeconds: 600,
   });
 });
 

@@ -138,9 +138,53 @@ export interface WaitOptions extends DockerOptions {
 }
 
 /**
+ * What a DevMachine container's exit code means: the launcher's codes (README, "Exit codes";
+ * runtime/src/exitCodes.ts) and the signal deaths Docker reports as 128 + signal.
+ */
+export function describeExitCode(code: number): string {
+  const meanings: Record<number, string> = {
+    0: "the guest powered off",
+    1: "an unexpected failure: QEMU crashed or the VM stopped (the launcher's log says what)",
+    2: "invalid configuration; nothing was created or changed",
+    3: "the host or container lacks something (base image, /dev/kvm for ACCEL=kvm, /dev/net/tun or NET_ADMIN for BRIDGE, a writable disks folder)",
+    4: "the guest did not power off within GRACE_SECONDS and was killed",
+    137: "killed by SIGKILL (docker kill, the stop timeout, or the kernel's OOM killer)",
+    143: "ended by SIGTERM before the launcher could handle it",
+  };
+  return meanings[code] ?? (code > 128 ? `killed by signal ${code - 128}` : "not a launcher exit code");
+}
+
+interface ContainerState {
+  Status: string;
+  Restarting?: boolean;
+  ExitCode: number;
+  StartedAt?: string;
+  Health?: { Status: string; Log?: { ExitCode: number; Output: string }[] };
+}
+
+/** How the launcher's `--health` output begins once READY_TIMEOUT has passed (runtime/src/main.ts). */
+const NOT_READY_PREFIX = "the guest is not ready after READY_TIMEOUT";
+
+/** Why waiting for `healthy` is pointless now, or undefined while the container may still get there. */
+export function hopelessState(state: ContainerState, restarts: number, restartsAtStart: number): string | undefined {
+  const exit = `exit code ${state.ExitCode}: ${describeExitCode(state.ExitCode)}`;
+  if (state.Status === "exited" || state.Status === "dead") return `stopped (${exit}) before it was healthy`;
+  if (state.Restarting || state.Status === "restarting" || restarts > restartsAtStart) {
+    return `is crash-looping: its launcher exited (${exit}) and Docker restarted it ${restarts} time(s)`;
+  }
+  const last = state.Health?.Log?.at(-1)?.Output.trim();
+  if (state.Health?.Status === "unhealthy") return `is unhealthy${last ? `: ${last}` : ""}`;
+  // The launcher's READY_TIMEOUT message: final, even while Docker's start period keeps the status "starting".
+  if (last?.startsWith(NOT_READY_PREFIX)) return `never became ready: ${last}`;
+  return undefined;
+}
+
+/**
  * Waits until the container's health check (the image's HEALTHCHECK) says `healthy` (SSH
- * answers, cloud-init done). Rejects at once when the container has no health check, and
- * when it stops, with its exit code and last log lines.
+ * answers, cloud-init done). Rejects at once when the container has no health check, and as
+ * soon as waiting is pointless: it stopped, it restarted (its `RestartCount` grew: a crash
+ * loop under a restart policy), or it turned unhealthy (READY_TIMEOUT passed); the error
+ * carries the exit code, what it means, and the launcher's last log lines.
  */
 export async function waitHealthy(name: string, options: WaitOptions = {}): Promise<{ seconds: number }> {
   const started = Date.now();
@@ -156,19 +200,24 @@ export async function waitHealthy(name: string, options: WaitOptions = {}): Prom
         "defines no HEALTHCHECK (build machine images FROM devmachines/runtime, which defines it) or it was disabled with --no-healthcheck",
     );
   }
+  let restartsAtStart: number | undefined;
   for (;;) {
     const seconds = Math.round((Date.now() - started) / 1000);
-    const raw = await docker(["inspect", "--format", "{{json .State}}", name], options);
-    const state = JSON.parse(raw) as { Status: string; ExitCode: number; Health?: { Status: string } };
+    const raw = await docker(["inspect", "--format", "{{json .State}} {{.RestartCount}}", name], options);
+    const cut = raw.lastIndexOf(" ");
+    const state = JSON.parse(raw.slice(0, cut)) as ContainerState;
+    const restarts = Number(raw.slice(cut + 1));
+    restartsAtStart ??= restarts;
     const health = state.Health?.Status ?? "none";
     options.onProgress?.({ status: state.Status, health, seconds });
     if (health === "healthy") return { seconds };
-    if (state.Status === "exited" || state.Status === "dead") {
+    const hopeless = hopelessState(state, restarts, restartsAtStart);
+    if (hopeless) {
       const logs = await containerLogs(name, { ...options, tail: 30 }).then(
-        (both) => `${both.launcher}${both.console}`,
+        (both) => `launcher (stderr):\n${both.launcher.trimEnd()}\nconsole (stdout):\n${both.console.trimEnd()}`,
         (error: Error) => error.message,
       );
-      throw new Error(`container ${name} stopped (exit code ${state.ExitCode}) before it was healthy; last log lines:\n${logs}`);
+      throw new Error(`container ${name} ${hopeless} after ${seconds} s; last log lines:\n${logs}`);
     }
     if (Date.now() - started > timeout) {
       throw new Error(`container ${name} was not healthy after ${Math.round(timeout / 1000)} s (status ${state.Status}, health ${health})`);

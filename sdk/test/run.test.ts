@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { KEY } from "./mocks.js";
-import { containerSpec, createArgs, DEFAULTS, waitHealthy } from "../src/index.js";
+import { containerSpec, createArgs, DEFAULTS, describeExitCode, hopelessState, waitHealthy } from "../src/index.js";
 
 test("createArgs turns the description into docker create flags, and the password stays out of them", () => {
   const spec = containerSpec("cli-box", {
@@ -52,7 +52,7 @@ async function fakeDocker(config: unknown, state: unknown): Promise<{ bin: strin
       "#!/bin/sh",
       'case "$*" in',
       `  *"{{json .Config}}"*) echo '${JSON.stringify(config)}' ;;`,
-      `  *"{{json .State}}"*) echo '${JSON.stringify(state)}' ;;`,
+      `  *"{{json .State}}"*) echo '${JSON.stringify(state)} 0' ;;`,
       '  *) echo "unexpected: $*" >&2; exit 1 ;;',
       "esac",
       "",
@@ -83,4 +83,29 @@ test("waitHealthy says plainly when the container has no health check (an image 
   } finally {
     await fake.cleanup();
   }
+});
+
+test("waitHealthy gives up at once: stopped, crash-looping (RestartCount grew or restarting), unhealthy; exit codes explained", () => {
+  const starting = { Status: "running", ExitCode: 0, Health: { Status: "starting" } };
+  assert.equal(hopelessState(starting, 0, 0), undefined);
+  assert.equal(hopelessState(starting, 3, 3), undefined, "restarts from before the wait do not count");
+  assert.match(hopelessState(starting, 1, 0) ?? "", /crash-looping: its launcher exited \(exit code 0: the guest powered off\) and Docker restarted it 1 time/);
+  assert.match(
+    hopelessState({ Status: "restarting", Restarting: true, ExitCode: 1 }, 0, 0) ?? "",
+    /crash-looping: its launcher exited \(exit code 1: an unexpected failure: QEMU crashed/,
+  );
+  assert.match(hopelessState({ Status: "exited", ExitCode: 3 }, 0, 0) ?? "", /stopped \(exit code 3: the host or container lacks something/);
+  assert.match(
+    hopelessState({ Status: "running", ExitCode: 0, Health: { Status: "unhealthy", Log: [{ ExitCode: 1, Output: "the guest is not ready after READY_TIMEOUT=300 s; the stage that never came: kernel\n" }] } }, 0, 0) ?? "",
+    /is unhealthy: the guest is not ready after READY_TIMEOUT=300 s; the stage that never came: kernel$/,
+  );
+  assert.match(
+    hopelessState({ Status: "running", ExitCode: 0, Health: { Status: "starting", Log: [{ ExitCode: 1, Output: "the guest is not ready after READY_TIMEOUT=60 s; the stage that never came: SSH: ..." }] } }, 0, 0) ?? "",
+    /never became ready: the guest is not ready after READY_TIMEOUT=60 s/,
+    "the launcher's verdict counts even in Docker's start period",
+  );
+  assert.equal(hopelessState({ Status: "running", ExitCode: 0, Health: { Status: "starting", Log: [{ ExitCode: 1, Output: "the VM is booting" }] } }, 0, 0), undefined);
+  assert.match(describeExitCode(137), /SIGKILL/);
+  assert.match(describeExitCode(4), /GRACE_SECONDS/);
+  assert.equal(describeExitCode(77), "not a launcher exit code");
 });

@@ -65,8 +65,8 @@ export const DEFAULTS = {
   network: "NAT",
   accel: "auto",
   graceSeconds: 60,
-  /** READY_TIMEOUT: several times a TCG boot on a busy two-core host (about 40-90 s); matches the image's HEALTHCHECK start period. */
-  readyTimeoutSeconds: 300,
+  /** READY_TIMEOUT: ten times a TCG boot (40-60 s), since a busy two-core host can take minutes; the image's HEALTHCHECK start period is the same. */
+  readyTimeoutSeconds: 600,
   /** The guest's SSH port, forwarded from the same container port in NAT mode. */
   sshPort: 22,
 } as const;
