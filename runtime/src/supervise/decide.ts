@@ -125,7 +125,7 @@ export interface ProgressBounds {
 }
 
 export const DEFAULT_PROGRESS_BOUNDS: ProgressBounds = {
-  firstOutput: { cpuMs: 2_000, wallMs: 20_000 },
+  firstOutput: { cpuMs: 1_500, wallMs: 20_000 },
   firstLine: { cpuMs: 6_000, wallMs: 60_000 },
 };
 
