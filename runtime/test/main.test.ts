@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { parse } from "yaml";
 import { ED25519 } from "./fixtures/keys.js";
+import { probeKvm, readHostIdentity, rememberKvmFailure } from "../src/apply/accel.js";
 
 // The launcher as a process: the same entrypoint the container runs.
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
@@ -49,7 +50,30 @@ test("--dry-run prints the whole plan as one JSON object and changes nothing", a
   assert.equal(plan.disk.action, "create");
   assert.equal(plan.disk.sizeBytes, 10 * 1024 ** 3);
   assert.equal(plan.network.mode, "NAT");
+  assert.deepEqual(plan.accel, { requested: "tcg", first: "tcg", reason: "ACCEL=tcg" });
   await assert.rejects(readdir(disksDir), /ENOENT/, "the dry run created nothing");
+});
+
+test("--dry-run shows the accelerator decision: a KVM failure remembered for this host means TCG at once", async (t) => {
+  const disksDir = join(work, "verdict");
+  await mkdir(disksDir, { recursive: true });
+  const env = { ...goodEnv(disksDir), ACCEL: "auto" };
+  if (!probeKvm().usable) {
+    // no /dev/kvm here: auto settles for TCG with a warning, and the verdict file does not matter
+    const plan = JSON.parse((await launcher(["--dry-run"], env)).stdout);
+    assert.equal(plan.accel.first, "tcg");
+    assert.match(plan.warnings.join("\n"), /KVM is not usable/);
+    t.diagnostic("no usable /dev/kvm: the remembered-verdict case is covered by test/accel.test.ts and runtime/test/accel.test.ts");
+    return;
+  }
+  const fresh = JSON.parse((await launcher(["--dry-run"], env)).stdout);
+  assert.deepEqual([fresh.accel.first, fresh.accel.fallback], ["kvm", "tcg"]);
+  assert.equal(await rememberKvmFailure(join(disksDir, "kvm-verdict.json"), await readHostIdentity("qemu-system-x86_64"), "no output"), undefined);
+  const remembered = JSON.parse((await launcher(["--dry-run"], env)).stdout);
+  assert.equal(remembered.accel.first, "tcg");
+  assert.equal(remembered.accel.fallback, undefined);
+  assert.match(remembered.accel.reason, /KVM failed this guest on this host before .*no output/);
+  assert.match(remembered.warnings.join("\n"), /starting under TCG at once/);
 });
 
 test("--dry-run with PASSWORD shows only a crypt hash, never the password", async () => {
