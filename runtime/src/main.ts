@@ -16,6 +16,7 @@ import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
+import type { HostIdentity } from "./plan/accel.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
 import { checkHealth, missingStage, waitForSsh, writeState, type BootProgress } from "./supervise/readiness.js";
 import { isGuestText, superviseQemu } from "./supervise/supervisor.js";
@@ -43,7 +44,7 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
   return result;
 }
 
-async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[] }> {
+async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity }> {
   const { config, warnings } = loadConfig();
   const [network, disk, accel] = await Promise.all([
     discoverNetwork(),
@@ -51,7 +52,7 @@ async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; wa
     discoverAccel(config.accel, config.disksDir, QEMU_BINARY),
   ]);
   const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
-  return { config, plan, warnings };
+  return { config, plan, warnings, host: accel.host };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
@@ -65,7 +66,7 @@ async function run(): Promise<ExitCodeValue> {
   // First of all: a restarted container must not report the last run's "ready".
   await mkdir(RUN_DIR, { recursive: true });
   await writeState(paths.state, { phase: "starting" });
-  const { config, plan, warnings } = await prepare();
+  const { config, plan, warnings, host } = await prepare();
   for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
@@ -113,8 +114,8 @@ async function run(): Promise<ExitCodeValue> {
           qmpSocket: plan.paths.qmpSocket,
           graceSeconds: config.graceSeconds,
           onKvmFailure: async (reason) => {
-            const host = await readHostIdentity(QEMU_BINARY);
-            const error = await rememberKvmFailure(kvmVerdictPath(config.disksDir), host, reason);
+            // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
+            const error = await rememberKvmFailure(kvmVerdictPath(config.disksDir), host ?? (await readHostIdentity(QEMU_BINARY)), reason);
             if (error) throw error;
             log(`remembered in ${kvmVerdictPath(config.disksDir)}: the next start on this host uses TCG at once (delete the file to try KVM again)`);
           },
