@@ -257,10 +257,11 @@ test("ACCEL=auto falls back to TCG exactly when KVM really fails the guest", asy
  * A stand-in for qemu-system-x86_64 that plays a host whose KVM breaks: under `-accel kvm` it
  * runs the real QEMU under TCG (the guest boots and prints as it would) and then behaves as
  * `mode` says; under TCG it is the real QEMU, untouched. Each KVM start is logged to `kvmLog`.
- *   late-error  QEMU's kvm_pvm failure text on stderr after `delay` seconds (the VM keeps running)
+ *   late-error  QEMU's kvm_pvm failure text on stderr after `delay` seconds (the VM keeps running),
+ *               or once the file `delay` names exists
  *   silent      no output at all, ever (a guest spinning in its decompressor)
  */
-function brokenKvmQemu(name: string, mode: "late-error" | "silent", delay = 1.5): { binary: string; kvmLog: string } {
+function brokenKvmQemu(name: string, mode: "late-error" | "silent", delay: number | string = 1.5): { binary: string; kvmLog: string } {
   const real = execFileSync("sh", ["-c", "command -v qemu-system-x86_64"], { encoding: "utf8" }).trim();
   const binary = path.join(dir, `${name}-qemu`);
   const kvmLog = path.join(dir, `${name}-kvm.log`);
@@ -270,7 +271,7 @@ for arg in "$@"; do [ "$arg" = kvm ] && kvm=1; done
 echo "kvm start $$" >> ${kvmLog}
 ${mode === "silent" ? "exec sleep 600" : ""}
 args=(); for arg in "$@"; do [ "$arg" = kvm ] && arg=tcg,thread=multi; args+=("$arg"); done
-( sleep ${delay}; echo "KVM internal error. Suberror: 1" >&2; echo "emulation failure" >&2 ) &
+( ${typeof delay === "number" ? `sleep ${delay}` : `while [ ! -e ${delay} ]; do sleep 0.1; done`}; echo "KVM internal error. Suberror: 1" >&2; echo "emulation failure" >&2 ) &
 exec ${real} "\${args[@]}"
 `;
   fs.writeFileSync(binary, script, { mode: 0o755 });
@@ -288,7 +289,9 @@ function faultRun(kernel: string, name: string, binary: string, verdictPath: str
     qmpSocket,
     graceSeconds: 1,
     readyMarker: "Kernel panic - not syncing",
-    progressBounds,
+    // The test kernel boots without GRUB and decompresses itself silently under TCG (which plays
+    // KVM here): the image's bounds would call that no progress before the error comes.
+    progressBounds: progressBounds ?? { firstOutput: { cpuMs: 600_000, wallMs: 600_000 }, firstLine: { cpuMs: 600_000, wallMs: 600_000 } },
     baseArgs: panickingKernelArgs(kernel, qmpSocket),
   });
 }
@@ -335,6 +338,28 @@ test("fault: under KVM the guest makes no progress (nothing on the serial consol
   assert.match(result.attempts?.[0]?.kvmFailure ?? "", /no output at all on the serial console 2\.\ds after start, QEMU having used 0\.\ds of CPU/);
   assert.ok(fs.existsSync(kvmLog));
   assert.match(fs.readFileSync(verdictPath, "utf8"), /no output at all/);
+});
+
+test("fault: KVM fails after the guest was ready: logged as such, exit 1, remembered for the next start", async (t) => {
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
+  const trigger = path.join(dir, "after-ready.trigger");
+  const { binary } = brokenKvmQemu("after-ready", "late-error", trigger);
+  const verdictPath = path.join(dir, "after-ready-verdict.json");
+  const qmpSocket = path.join(dir, "after-ready.sock");
+  // ready as soon as the kernel prints its command line; the kernel then waits, never panicking
+  const args = panickingKernelArgs(kernel, qmpSocket).map((arg) => (arg === "console=ttyS0 panic=-1" ? "console=ttyS0 panic=0 root=/dev/nonexistent rootwait" : arg));
+  const patient = { firstOutput: { cpuMs: 600_000, wallMs: 600_000 }, firstLine: { cpuMs: 600_000, wallMs: 600_000 } };
+  const run = supervise({ accel: "auto", kvm: { usable: true }, binary, verdictPath, qmpSocket, graceSeconds: 1, readyMarker: "Kernel command line:", progressBounds: patient, baseArgs: args });
+  await run.waitFor(/Kernel command line:/, 120_000);
+  fs.writeFileSync(trigger, "");
+  const { exitCode, result } = await run.done;
+  const stderr = run.stderr();
+  assert.equal(exitCode, ExitCode.Failure, stderr);
+  assert.equal(result.ready, true);
+  assert.deepEqual(result.attempts, [{ accel: "kvm" }], "no restart after readiness");
+  assert.match(stderr, /KVM failed after the guest was ready: QEMU reported "KVM internal error. Suberror: 1".* Remembered: the next start uses TCG: exit code 1/);
+  assert.match(fs.readFileSync(verdictPath, "utf8"), /KVM internal error/);
 });
 
 test("fault: the launcher is killed with SIGKILL: QEMU does not outlive it", async () => {

@@ -19,6 +19,7 @@
 import fs from "node:fs";
 import readline from "node:readline";
 import type { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import { execa, type ResultPromise } from "execa";
 import { ExitCode, LauncherError, type ExitCodeValue } from "../exitCodes.js";
 import { accelArgs, type Accel } from "../plan/accel.js";
@@ -74,6 +75,8 @@ export interface Attempt {
 
 /** How long QEMU gets to act on QMP `quit` before SIGKILL. */
 const QUIT_TIMEOUT_MS = 3000;
+/** How long QEMU's output may still arrive after its exit. */
+const PIPE_DRAIN_MS = 2000;
 /** How often the progress of a KVM start is checked. */
 const PROGRESS_POLL_MS = 250;
 /** Clock ticks per second in /proc/<pid>/stat (USER_HZ, 100 on every Linux architecture QEMU runs here). */
@@ -325,7 +328,13 @@ export class QemuSupervisor {
     run.exited = true;
     clearInterval(run.progressTimer);
     connectAbort.abort();
-    await Promise.all([serialDone, stderrDone, qmpDone]);
+    // QEMU's pipes close with it, unless something it started still holds them: never wait on those.
+    const drained = await Promise.race([Promise.all([serialDone, stderrDone]).then(() => true), delay(PIPE_DRAIN_MS, false)]);
+    if (!drained) {
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+    }
+    await qmpDone;
     run.qmp?.close();
     clearTimeout(this.graceTimer);
     fs.rmSync(this.opts.qmpSocket, { force: true });
