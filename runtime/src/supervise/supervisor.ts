@@ -180,17 +180,18 @@ export class QemuSupervisor {
           return ExitCode.Ok;
         }
         const next = await this.runOnce(accel, fallback);
-        if (next.kvmFailure !== undefined) await this.rememberKvmFailure(next.kvmFailure);
         if (next.kind === "exit") {
           this.log(`${next.message}: exit code ${next.code}`);
-          return next.code;
+        } else {
+          this.attempts[this.attempts.length - 1]!.kvmFailure = next.reason;
+          this.log(
+            `warning: KVM cannot run this guest (${next.reason}). /dev/kvm is there but does not work ` +
+              "for ordinary guests (e.g. a paravirtual KVM such as kvm_pvm). ACCEL=auto: restarting the VM " +
+              `under ${next.accel === "tcg" ? "TCG software emulation, which is much slower" : next.accel}.`,
+          );
         }
-        this.attempts[this.attempts.length - 1]!.kvmFailure = next.reason;
-        this.log(
-          `warning: KVM cannot run this guest (${next.reason}). /dev/kvm is there but does not work ` +
-            "for ordinary guests (e.g. a paravirtual KVM such as kvm_pvm). ACCEL=auto: restarting the VM " +
-            `under ${next.accel === "tcg" ? "TCG software emulation, which is much slower" : next.accel}.`,
-        );
+        if (next.kvmFailure !== undefined) await this.rememberKvmFailure(next.kvmFailure);
+        if (next.kind === "exit") return next.code;
         accel = next.accel;
         fallback = undefined;
       }
