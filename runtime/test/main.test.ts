@@ -131,3 +131,26 @@ test("unknown flags are refused with the usage", async () => {
   assert.equal(result.exitCode, 2);
   assert.match(result.stderr, /Usage: devmachines-runtime/);
 });
+
+test("READY_TIMEOUT: a guest that shows nothing is reported with the stage that never came, and --health says so", async () => {
+  // A stand-in QEMU that never prints (a guest stuck before its firmware), first in PATH.
+  const bin = join(work, "silent-bin");
+  await mkdir(bin, { recursive: true });
+  await writeFile(join(bin, "qemu-system-x86_64"), '#!/bin/sh\n[ "$1" = --version ] && { echo "QEMU emulator version 0 (stand-in)"; exit 0; }\nexec sleep 600\n', { mode: 0o755 });
+  const runDir = join(work, "stuck-run");
+  const child = execa("node", ["--import", "tsx", MAIN], {
+    env: { ...goodEnv(join(work, "stuck")), PATH: `${bin}:${process.env.PATH!}`, DEVMACHINES_RUN_DIR: runDir, READY_TIMEOUT: "2", GRACE_SECONDS: "1" },
+    extendEnv: false,
+    reject: false,
+  });
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  for (let i = 0; i < 300 && !stderr.includes("READY_TIMEOUT"); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.match(stderr, /error: the guest is not ready after READY_TIMEOUT=2 s; the stage that never came: firmware\/GRUB: nothing at all on the serial console/);
+  const health = await launcher(["--health"], { DEVMACHINES_RUN_DIR: runDir });
+  assert.equal(health.exitCode, 1);
+  assert.match(health.stdout, /^the guest is not ready after READY_TIMEOUT=2 s; the stage that never came: firmware\/GRUB/);
+  child.kill("SIGTERM");
+  const result = await child;
+  assert.equal(result.exitCode, 4, stderr); // the stand-in ignores the power-down: killed after GRACE_SECONDS
+});
