@@ -81,8 +81,7 @@ async function main(): Promise<void> {
       const state = health === "starting" ? "booting (waiting for SSH and cloud-init)" : health;
       void containerLogs(spec.name, { tail: 40 }).then(
         ({ launcher }) => {
-          const latest = launcher.trimEnd().split("
-").filter((line) => line.startsWith("devmachines: ")).at(-1);
+          const latest = launcher.trimEnd().split("\n").filter((line) => line.startsWith("devmachines: ")).at(-1);
           say(`${waited}s: ${state}${latest ? ` | ${latest}` : ""}`);
         },
         () => say(`${waited}s: ${state}`),
