@@ -245,6 +245,15 @@ EOF
   grep -q org.qemu.guest_agent.0 "$r/usr/lib/udev/rules.d/60-qemu-guest-agent.rules" ||
     die "qemu-guest-agent udev rule not found: enable the service another way"
   ln -sf ../run/systemd/resolve/stub-resolv.conf "$r/etc/resolv.conf"
+  # Lab machines find each other by single-label name (`ssh db`): Docker's embedded DNS
+  # answers container names and network aliases without a domain. By default resolved
+  # sends single-label names to LLMNR only, never to unicast DNS. /etc/hosts entries
+  # resolve either way (nss files, and resolved reads the file too).
+  mkdir -p "$r/etc/systemd/resolved.conf.d"
+  cat >"$r/etc/systemd/resolved.conf.d/10-devmachines-single-label.conf" <<'EOF'
+[Resolve]
+ResolveUnicastSingleLabel=yes
+EOF
 
   # cloud-init's local stage names each NIC in the networkd file by the name the device
   # has at that moment. Started before udev had probed and renamed the NIC, it wrote the

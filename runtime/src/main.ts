@@ -14,6 +14,7 @@ import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
+import { withDockerUpstream } from "./network/resolverProbe.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
 import { chooseInitialAccel } from "./supervise/accel.js";
@@ -45,7 +46,8 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
 
 async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[] }> {
   const { config, warnings } = loadConfig();
-  const [network, disk] = await Promise.all([discoverNetwork(), readDiskFacts(config.baseImage, config.disksDir)]);
+  const [discovered, disk] = await Promise.all([discoverNetwork(), readDiskFacts(config.baseImage, config.disksDir)]);
+  const network = await withDockerUpstream(discovered, config);
   const plan = planLaunch(config, { disk, network }, runPaths(RUN_DIR));
   return { config, plan, warnings };
 }
