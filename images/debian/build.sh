@@ -222,6 +222,9 @@ EOF
   # GRUB: no menu, serial + screen, boot at once. The kernel symlinks in /boot are
   # maintained by the guest's kernel packages. Root is mounted rw at once (no fsck to
   # run first), which spares a slow remount under TCG. quiet: serial output is slow.
+  # no_timer_check: on a loaded host a TCG guest's early check of the IO-APIC timer can
+  # miss its ticks and panic ("IO-APIC + timer doesn't work", seen with load 24 on 2 cores);
+  # the timer is QEMU's and works, so skip the check (cloud images do the same).
   mkdir -p "$r/boot/grub"
   cat >"$r/boot/grub/grub.cfg" <<EOF
 set default=0
@@ -232,7 +235,7 @@ terminal_input serial console
 terminal_output serial console
 search --no-floppy --fs-uuid --set=root $uuid
 menuentry 'Debian GNU/Linux 13 (trixie)' {
-  linux /boot/vmlinuz root=UUID=$uuid rw console=tty0 console=ttyS0,115200 quiet systemd.ssh_auto=no
+  linux /boot/vmlinuz root=UUID=$uuid rw console=tty0 console=ttyS0,115200 quiet no_timer_check systemd.ssh_auto=no
   initrd /boot/initrd.img
 }
 EOF
@@ -245,6 +248,15 @@ EOF
   grep -q org.qemu.guest_agent.0 "$r/usr/lib/udev/rules.d/60-qemu-guest-agent.rules" ||
     die "qemu-guest-agent udev rule not found: enable the service another way"
   ln -sf ../run/systemd/resolve/stub-resolv.conf "$r/etc/resolv.conf"
+  # Lab machines find each other by single-label name (`ssh db`): Docker's embedded DNS
+  # answers container names and network aliases without a domain. By default resolved
+  # sends single-label names to LLMNR only, never to unicast DNS. /etc/hosts entries
+  # resolve either way (nss files, and resolved reads the file too).
+  mkdir -p "$r/etc/systemd/resolved.conf.d"
+  cat >"$r/etc/systemd/resolved.conf.d/10-devmachines-single-label.conf" <<'EOF'
+[Resolve]
+ResolveUnicastSingleLabel=yes
+EOF
 
   # cloud-init's local stage names each NIC in the networkd file by the name the device
   # has at that moment. Started before udev had probed and renamed the NIC, it wrote the

@@ -15,6 +15,7 @@ import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
+import { withDockerUpstream } from "./network/resolverProbe.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import type { HostIdentity } from "./plan/accel.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
@@ -46,11 +47,12 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
 
 async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity }> {
   const { config, warnings } = loadConfig();
-  const [network, disk, accel] = await Promise.all([
+  const [discovered, disk, accel] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(config.baseImage, config.disksDir),
     discoverAccel(config.accel, config.disksDir, QEMU_BINARY),
   ]);
+  const network = await withDockerUpstream(discovered, config);
   const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
   return { config, plan, warnings, host: accel.host };
 }

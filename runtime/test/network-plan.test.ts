@@ -5,7 +5,7 @@ import { parsePortSpecs } from "../src/config/index.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 import type { ContainerNetwork } from "../src/network/discover.js";
 import { derivedMac, normalizeMac } from "../src/network/mac.js";
-import { bridgeNameservers, networkConfigText, planNetwork } from "../src/network/plan.js";
+import { bridgeDns, networkConfigText, planNetwork } from "../src/network/plan.js";
 
 /** A container on a user-defined Docker network, as discovered (Docker 25+ resolv.conf). */
 const facts: ContainerNetwork = {
@@ -84,10 +84,10 @@ describe("planNetwork: NAT", () => {
 describe("planNetwork: BRIDGE", () => {
   const plan = planNetwork({ network: "BRIDGE", ports: parsePortSpecs("8080:80") }, facts);
 
-  it("gives QEMU the TAP and the container's original MAC, plus an isolated management link for SSH from the container", () => {
+  it("gives QEMU the TAP and the container's original MAC, plus a management link for SSH from the container and DNS to it", () => {
     assert.deepEqual(plan.qemuArgs, [
       "-netdev", "tap,id=net0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,mac=02:42:ac:12:00:02",
-      "-netdev", "user,id=mgmt0,restrict=on,ipv6=off,net=169.254.100.0/24,host=169.254.100.2,hostfwd=tcp:127.0.0.1:22-169.254.100.15:22",
+      "-netdev", "user,id=mgmt0,ipv6=off,net=169.254.100.0/24,host=169.254.100.2,dns=169.254.100.3,hostfwd=tcp:127.0.0.1:22-169.254.100.15:22",
       "-device", "virtio-net-pci,netdev=mgmt0,mac=52:54:00:12:34:57",
     ]);
     assert.equal(plan.guestMac, "02:42:ac:12:00:02");
@@ -131,7 +131,7 @@ describe("planNetwork: BRIDGE", () => {
     );
   });
 
-  it("gives the guest a static network-config matched by MAC: address, routes, DNS, MTU", () => {
+  it("gives the guest a static network-config matched by MAC: address, routes, DNS (upstream direct, Docker's over management), MTU", () => {
     assert.deepEqual(roundTrip(plan.networkConfig), {
       version: 2,
       ethernets: {
@@ -147,13 +147,17 @@ describe("planNetwork: BRIDGE", () => {
           nameservers: { addresses: ["192.168.65.7"], search: ["corp.example"] },
           mtu: 1450,
         },
-        management: { match: { macaddress: "52:54:00:12:34:57" }, dhcp4: false, dhcp6: false, addresses: ["169.254.100.15/24"], mtu: 1500 },
+        management: {
+          match: { macaddress: "52:54:00:12:34:57" }, dhcp4: false, dhcp6: false, addresses: ["169.254.100.15/24"],
+          nameservers: { addresses: ["169.254.100.3"] }, mtu: 1500,
+        },
       },
     });
+    assert.match(plan.describe.join("\n"), /DNS 192\.168\.65\.7 169\.254\.100\.3 \(the container's resolver, over the management link\); search corp\.example/);
   });
 
-  it("warns about resolvers left out, and never about PORTS (the config layer does)", () => {
-    assert.deepEqual(plan.warnings, ["DNS servers the bridged VM cannot reach are left out: 127.0.0.53"]);
+  it("warns about nothing here: the host-loopback upstream is reached through Docker's DNS; never about PORTS (the config layer does)", () => {
+    assert.deepEqual(plan.warnings, []);
   });
 
   it("warns about networks on other interfaces, IPv6, and a missing gateway", () => {
@@ -181,12 +185,16 @@ describe("planNetwork: BRIDGE", () => {
 });
 
 describe("planNetwork: the DNS variable", () => {
-  it("replaces the discovered resolvers of a bridged VM, without warnings about them", () => {
+  it("replaces the discovered resolvers of a bridged VM, the management link's included, without warnings about them", () => {
     const noUpstream = { ...facts, dns: { nameservers: ["127.0.0.11"], search: [], upstream: [] } };
     const plan = planNetwork({ network: "BRIDGE", ports: [], dns: ["10.20.30.40", "10.20.30.41"] }, noUpstream);
     assert.deepEqual(plan.networkConfig.ethernets.primary!.nameservers, { addresses: ["10.20.30.40", "10.20.30.41"] });
-    assert.doesNotMatch(plan.warnings.join("\n"), /DNS server/);
-    assert.match(planNetwork({ network: "BRIDGE", ports: [] }, noUpstream).warnings.join("\n"), /Set DNS=/);
+    assert.equal(plan.networkConfig.ethernets.management!.nameservers, undefined);
+    assert.doesNotMatch(plan.warnings.join("\n"), /DNS/);
+    const discovered = planNetwork({ network: "BRIDGE", ports: [] }, noUpstream);
+    assert.deepEqual(discovered.networkConfig.ethernets.management!.nameservers, { addresses: ["169.254.100.3"] });
+    assert.equal(discovered.networkConfig.ethernets.primary!.nameservers, undefined);
+    assert.match(discovered.warnings.join("\n"), /outside names only where Docker's embedded DNS can still forward them.*Set DNS=/);
   });
 
   it("adds resolvers beside DHCP's in NAT", () => {
@@ -198,26 +206,39 @@ describe("planNetwork: the DNS variable", () => {
   });
 });
 
-describe("bridgeNameservers", () => {
-  it("keeps a real resolver from the default bridge", () => {
-    assert.deepEqual(bridgeNameservers({ nameservers: ["10.255.255.53"], search: [], upstream: [] }), { addresses: ["10.255.255.53"], warnings: [] });
+describe("bridgeDns", () => {
+  it("asks a real resolver from the default bridge directly, and nothing over the management link", () => {
+    assert.deepEqual(bridgeDns({ nameservers: ["10.255.255.53"], search: [], upstream: [] }), { direct: ["10.255.255.53"], management: false, warnings: [] });
   });
 
-  it("replaces Docker's embedded DNS by the upstream servers Docker recorded", () => {
-    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: [], upstream: ["10.9.9.9", "8.8.8.8"] });
-    assert.deepEqual(result, { addresses: ["10.9.9.9", "8.8.8.8"], warnings: [] });
+  it("asks Docker's embedded DNS over the management link and the upstream servers Docker recorded directly", () => {
+    const result = bridgeDns({ nameservers: ["127.0.0.11"], search: [], upstream: ["10.9.9.9", "8.8.8.8"] });
+    assert.deepEqual(result, { direct: ["10.9.9.9", "8.8.8.8"], management: true, warnings: [] });
   });
 
-  it("warns when only loopback resolvers remain (Docker 20.10 user-defined network)", () => {
-    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: ["x.example"], upstream: [] });
-    assert.deepEqual(result.addresses, []);
-    assert.match(result.warnings[0]!, /the VM gets no DNS server: .*127\.0\.0\.11/);
+  it("with no upstream known (Docker 20.10 user-defined network, nothing probed) asks Docker's DNS and says outside names may fail", () => {
+    const result = bridgeDns({ nameservers: ["127.0.0.11"], search: ["x.example"], upstream: [] });
+    assert.deepEqual([result.direct, result.management], [[], true]);
+    assert.match(result.warnings[0]!, /Docker recorded no upstream DNS servers .*Set DNS=/);
   });
 
-  it("drops host-loopback and IPv6 upstreams", () => {
-    const result = bridgeNameservers({ nameservers: ["127.0.0.11"], search: [], upstream: ["127.0.0.53", "fdb6::1", "10.1.1.1"] });
-    assert.deepEqual(result.addresses, ["10.1.1.1"]);
-    assert.match(result.warnings[0]!, /127\.0\.0\.53, fdb6::1/);
+  it("follows the first IPv4 resolver, as QEMU's forwarder does: a real one first means no management DNS", () => {
+    assert.deepEqual(bridgeDns({ nameservers: ["fd00::53", "127.0.0.53"], search: [], upstream: [] }).management, true);
+    assert.deepEqual(bridgeDns({ nameservers: ["10.0.0.53", "127.0.0.11"], search: [], upstream: ["10.1.1.1"] }), {
+      direct: ["10.0.0.53", "10.1.1.1"], management: false, warnings: [],
+    });
+  });
+
+  it("drops host-loopback and IPv6 upstreams, naming only the IPv6 ones (loopback ones are Docker's to ask)", () => {
+    const result = bridgeDns({ nameservers: ["127.0.0.11"], search: [], upstream: ["127.0.0.53", "fdb6::1", "10.1.1.1"] });
+    assert.deepEqual(result.direct, ["10.1.1.1"]);
+    assert.deepEqual(result.warnings, ["DNS servers the bridged VM cannot reach are left out: fdb6::1"]);
+  });
+
+  it("says the VM gets no DNS server when nothing is reachable at all", () => {
+    const result = bridgeDns({ nameservers: ["fd00::53"], search: [], upstream: [] });
+    assert.deepEqual([result.direct, result.management], [[], false]);
+    assert.match(result.warnings[0]!, /the VM gets no DNS server: .*fd00::53.*Set DNS=/);
   });
 });
 

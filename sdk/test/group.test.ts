@@ -70,8 +70,10 @@ test("a group over two existing Docker providers: machines spread, one private n
   assert.deepEqual(networks.map((n) => n.name).sort(), ["lab-net-host0", "lab-net-host1"]);
   assert.ok(networks.every((n) => n.inputs.name === "lab"));
   assert.ok(networks.find((n) => n.name === "lab-net-host0")!.provider?.startsWith(westUrn));
-  for (const container of Object.values(containers)) {
+  for (const [name, container] of Object.entries(containers)) {
     assert.equal(container.inputs.networksAdvanced[0].name, "lab");
+    // Machines find each other by their names in the group (`ssh db` from web): a network alias each.
+    assert.deepEqual(container.inputs.networksAdvanced[0].aliases, [name, name.replace(/^lab-/, "")]);
     const labels = Object.fromEntries(container.inputs.labels.map((l: any) => [l.label, l.value]));
     assert.equal(labels["dev.devmachines.group"], "lab");
   }

@@ -18,16 +18,20 @@ export const NETDEV_ID = "net0";
 export const SLIRP_MTU = 1500;
 
 /**
- * BRIDGE mode's management link: a second, isolated (restrict=on) user-network
- * NIC that only carries the container's 127.0.0.1:22 to the guest's SSH, so the
- * launcher (readiness, health) and `docker exec ... ssh` reach a guest that owns
- * the container's address. Link-local, so it cannot clash with a Docker network;
- * private to each VM, so every DevMachine can use the same addresses.
+ * BRIDGE mode's management link: a second user-network NIC, private to each VM,
+ * that carries the container's 127.0.0.1:22 to the guest's SSH (so the launcher's
+ * readiness and health checks, and `docker exec ... ssh`, reach a guest that owns
+ * the container's address) and QEMU's DNS forwarder, which asks the container's
+ * own resolver (Docker's embedded DNS at 127.0.0.11 answers only inside the
+ * container's namespace, where a bridged VM cannot send). Link-local, so it cannot
+ * clash with a Docker network; private, so every DevMachine can use the same addresses.
  */
 export const MANAGEMENT = {
   netdev: "mgmt0",
   network: "169.254.100.0/24",
   gateway: "169.254.100.2",
+  /** QEMU's DNS forwarder on this link. */
+  dns: "169.254.100.3",
   guestAddress: "169.254.100.15",
   prefixLength: 24,
   mac: "52:54:00:12:34:57",
@@ -204,7 +208,8 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
   if (facts.ipv6.length > 0) {
     warnings.push(`BRIDGE hands over IPv4 only: the container's IPv6 address ${facts.ipv6.join(", ")} is not given to the VM`);
   }
-  const dns = configuredDns.length > 0 ? { addresses: configuredDns, warnings: [] } : bridgeNameservers(facts.dns);
+  // DNS overrides: then the guest asks only those servers, over its bridged NIC.
+  const dns = configuredDns.length > 0 ? { direct: configuredDns, management: false, warnings: [] } : bridgeDns(facts.dns);
   warnings.push(...dns.warnings);
 
   const plan: BridgePlan = {
@@ -227,17 +232,21 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
     dhcp6: false,
     addresses: [`${address}/${prefixLength}`],
     ...(guestRoutes.length > 0 && { routes: guestRoutes }),
-    ...((dns.addresses.length > 0 || facts.dns.search.length > 0) && {
-      nameservers: { addresses: dns.addresses, ...(facts.dns.search.length > 0 && { search: facts.dns.search }) },
+    ...((dns.direct.length > 0 || facts.dns.search.length > 0) && {
+      nameservers: { addresses: dns.direct, ...(facts.dns.search.length > 0 && { search: facts.dns.search }) },
     }),
     mtu: facts.mtu,
   };
-  // No routes and no DNS on the management NIC: all other traffic stays on the bridged one.
+  // No routes on the management NIC: all other traffic stays on the bridged one. Its DNS
+  // server is a link of its own to systemd-resolved, which asks every link's servers and
+  // takes the first answer that finds the name: Docker's names come from here, outside
+  // names from the direct servers when Docker's DNS cannot forward them (see bridgeDns).
   const management: EthernetConfig = {
     match: { macaddress: MANAGEMENT.mac },
     dhcp4: false,
     dhcp6: false,
     addresses: [`${MANAGEMENT.guestAddress}/${MANAGEMENT.prefixLength}`],
+    ...(dns.management && { nameservers: { addresses: [MANAGEMENT.dns] } }),
     mtu: SLIRP_MTU,
   };
   return {
@@ -250,7 +259,11 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
       "-netdev",
       [
         // ipv6=off: slirp would advertise an IPv6 default route on this NIC that leads nowhere.
-        "user", `id=${MANAGEMENT.netdev}`, "restrict=on", "ipv6=off", `net=${MANAGEMENT.network}`, `host=${MANAGEMENT.gateway}`,
+        // Not restrict=on: restricted slirp drops every guest UDP packet but DHCP and TFTP, its
+        // DNS forwarder's included. The guest has no route over this link, and beyond the DNS
+        // forwarder it reaches only the container's loopback (as 169.254.100.2), as a NAT guest
+        // does (as 10.0.2.2); the container's namespace has no other route once bridged.
+        "user", `id=${MANAGEMENT.netdev}`, "ipv6=off", `net=${MANAGEMENT.network}`, `host=${MANAGEMENT.gateway}`, `dns=${MANAGEMENT.dns}`,
         `hostfwd=tcp:127.0.0.1:${DEFAULTS.sshPort}-${MANAGEMENT.guestAddress}:${DEFAULTS.sshPort}`,
       ].join(","),
       "-device",
@@ -264,41 +277,74 @@ function planBridge(facts: ContainerNetwork, configuredDns: string[]): NetworkPl
     describe: [
       `BRIDGE: the VM takes over ${address}/${prefixLength} and MAC ${originalMac} from the container's ${facts.interface}`,
       `${facts.interface} (now MAC ${containerMac}) and ${TAP_NAME} join bridge ${BRIDGE_NAME}; MTU ${facts.mtu}`,
-      `gateway ${facts.gateway ?? "none"}; DNS ${dns.addresses.join(" ") || "none"}${facts.dns.search.length ? `; search ${facts.dns.search.join(" ")}` : ""}`,
-      `management: the container's 127.0.0.1:${DEFAULTS.sshPort} reaches the guest's SSH over an isolated link (${MANAGEMENT.guestAddress})`,
+      `gateway ${facts.gateway ?? "none"}; DNS ${describeBridgeDns(dns)}${facts.dns.search.length ? `; search ${facts.dns.search.join(" ")}` : ""}`,
+      `management: the container's 127.0.0.1:${DEFAULTS.sshPort} reaches the guest's SSH over a link private to this VM (${MANAGEMENT.guestAddress})`,
     ],
   };
 }
 
 /** Docker's embedded DNS, answering only inside the container's namespace. */
-const DOCKER_DNS = "127.0.0.11";
+export const DOCKER_DNS = "127.0.0.11";
+
+/** Where a bridged VM sends its DNS queries. */
+export interface BridgeDns {
+  /** Servers the VM asks directly over its bridged NIC. */
+  direct: string[];
+  /**
+   * Whether the VM also asks the container's own resolver, through QEMU's DNS
+   * forwarder on the management link: true when the container's first IPv4
+   * resolver is a loopback one (Docker's embedded DNS, which answers for the
+   * containers and aliases on its networks), which only the container reaches.
+   */
+  management: boolean;
+  warnings: string[];
+}
 
 /**
- * The resolvers a bridged VM can reach: Docker's embedded DNS (127.0.0.11)
- * is replaced by the upstream servers Docker recorded, loopback and IPv6
- * servers are dropped (the VM has neither the container's loopback nor IPv6).
+ * The resolvers of a bridged VM. QEMU's forwarder (like glibc) asks the first
+ * IPv4 `nameserver` of the container's resolv.conf; when that is a loopback
+ * address (Docker's 127.0.0.11) the management link carries the VM's queries to
+ * it. Docker's embedded DNS answers container names itself but forwards other
+ * names from the container's namespace, which has no address once the VM took it
+ * (Docker 25+ forwards from the host instead when the host's resolver is a loopback
+ * one). So the upstream servers Docker uses go to the VM as well, directly over
+ * its bridged NIC: the VM owns the container's address and routes. Loopback and
+ * IPv6 servers are never direct (the VM has neither the container's loopback nor IPv6).
  */
-export function bridgeNameservers(dns: DnsInfo): { addresses: string[]; warnings: string[] } {
+export function bridgeDns(dns: DnsInfo): BridgeDns {
+  const firstV4 = dns.nameservers.find((server) => isIP(server) === 4);
+  const management = firstV4 !== undefined && firstV4.startsWith("127.");
   const listed = dns.nameservers.length > 0 ? dns.nameservers : dns.upstream;
   const expanded = listed.flatMap((server) => (server === DOCKER_DNS ? dns.upstream : [server]));
-  const addresses: string[] = [];
+  const direct: string[] = [];
   const dropped: string[] = [];
   for (const server of expanded) {
     if (isIP(server) !== 4 || server.startsWith("127.")) dropped.push(server);
-    else if (!addresses.includes(server)) addresses.push(server);
+    else if (!direct.includes(server)) direct.push(server);
   }
   const warnings: string[] = [];
-  const unreachable = [...new Set([...dropped, ...listed.filter((s) => s === DOCKER_DNS && dns.upstream.length === 0)])];
-  if (addresses.length === 0) {
+  if (!management && direct.length === 0) {
     warnings.push(
-      `the VM gets no DNS server: the container lists only resolvers a bridged VM cannot reach (${unreachable.join(", ") || "none"}; ` +
-        `127.0.0.11 is Docker's embedded DNS) and Docker recorded no upstream servers. ` +
-        `Set DNS=<server>[,<server>...], or run the container on a network whose resolv.conf names a real server`,
+      `the VM gets no DNS server: the container lists none a bridged VM can reach (${[...new Set(dropped)].join(", ") || "none"}). ` +
+        `Set DNS=<server>[,<server>...]`,
     );
-  } else if (dropped.length > 0) {
-    warnings.push(`DNS servers the bridged VM cannot reach are left out: ${[...new Set(dropped)].join(", ")}`);
+  } else if (management && direct.length === 0 && listed.includes(DOCKER_DNS)) {
+    warnings.push(
+      "Docker recorded no upstream DNS servers (Docker before 25 never does) and none were seen in use: " +
+        "the VM resolves Docker's names, but outside names only where Docker's embedded DNS can still forward them " +
+        "(it forwards from the container's namespace, which the VM's bridge leaves without an address). " +
+        "Set DNS=<server>[,<server>...] if outside names fail",
+    );
   }
-  return { addresses, warnings };
+  // Loopback servers are the container's own resolvers: reached through the management link, or named in the warning above.
+  const lost = [...new Set(dropped.filter((server) => !server.startsWith("127.")))];
+  if (lost.length > 0 && (management || direct.length > 0)) warnings.push(`DNS servers the bridged VM cannot reach are left out: ${lost.join(", ")}`);
+  return { direct, management, warnings };
+}
+
+function describeBridgeDns(dns: BridgeDns): string {
+  const parts = [...dns.direct, ...(dns.management ? [`${MANAGEMENT.dns} (the container's resolver, over the management link)`] : [])];
+  return parts.join(" ") || "none";
 }
 
 function networkOf(address: string, prefixLength: number): string {
