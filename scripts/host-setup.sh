@@ -64,3 +64,7 @@ else
   done
   docker info >/dev/null 2>&1 || { echo "host-setup: dockerd did not start; see /var/log/dockerd.log" >&2; tail -20 /var/log/dockerd.log >&2; exit 1; }
 fi
+
+# The Pulumi toolchain (CLI, language hosts, docker provider), built from Go modules once per
+# machine into ~/.cache/devmachines and linked into this clone's .cache/pulumi/bin.
+bash "$(dirname "$0")/pulumi-install.sh"

@@ -1,14 +1,16 @@
 /**
  * The README's main job: deploy the default DevMachine and print how to SSH into it.
  *
- * With the Pulumi CLI installed this is `pulumi up` on the root stack (local
- * file backend). Without it (as on machines where the CLI cannot be
- * downloaded) it says so and starts the very same container description the
- * component would deploy, straight on the local Docker Engine.
+ * This is `pulumi up` on the root stack with the toolchain `npm run pulumi:install` builds
+ * (host-setup.sh runs it), offline as scripts/pulumi-env.ts sets it up: local file backend,
+ * plugins from .cache/pulumi/bin. Only when that toolchain is missing does it fall back to
+ * starting the very same container description the component would deploy, straight on the
+ * local Docker Engine, and it says so.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { pulumiEnv, pulumiInstalled } from "./pulumi-env.js";
 import {
   containerLogs, containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, throttleProgress, waitHealthy,
   type MachineSettings,
@@ -16,10 +18,6 @@ import {
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const say = (line: string) => console.log(`[up] ${line}`);
-
-function hasCommand(command: string): boolean {
-  return spawnSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" }).status === 0;
-}
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
   const result = spawnSync(command, args, { stdio: "inherit", cwd: ROOT, env });
@@ -50,9 +48,9 @@ async function main(): Promise<void> {
   // Keys first, for both ways: a machine without ~/.ssh keys gets one made for this checkout.
   const { keys, identity } = sshKeys();
 
-  if (hasCommand("pulumi")) {
-    say("Pulumi CLI found: pulumi up on the default stack (state in ./.pulumi)");
-    const env = { ...process.env, PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "" };
+  if (pulumiInstalled()) {
+    const env = pulumiEnv();
+    say(`pulumi up on the root stack "dev" (state: ${env.PULUMI_BACKEND_URL ?? ""})`);
     spawnSync("pulumi", ["stack", "select", "--create", "dev"], { stdio: "inherit", cwd: ROOT, env });
     // The stack authorizes exactly these keys (examples/default reads devmachines:sshKeys).
     spawnSync("pulumi", ["config", "rm", "devmachines:sshKeys", "--stack", "dev"], { stdio: "ignore", cwd: ROOT, env });
@@ -60,10 +58,11 @@ async function main(): Promise<void> {
     run("pulumi", ["up", "--yes", "--stack", "dev"], env);
     const sshCommand = execFileSync("pulumi", ["stack", "output", "sshCommand", "--stack", "dev"], { cwd: ROOT, env }).toString().trim();
     say(`ready. Log in with:\n\n    ${withIdentity(sshCommand, identity)}\n`);
+    say("remove it with: eval \"$(npm run -s pulumi:env)\" && pulumi destroy --stack dev");
     return;
   }
 
-  say("the Pulumi CLI is not installed: starting the same container description the DevMachine component deploys, with the Docker CLI");
+  say("the Pulumi toolchain is not installed (npm run pulumi:install builds it): starting the same container description the DevMachine component deploys, with the Docker CLI");
   // The defaults are plain values; their Input<> type is for Pulumi programs.
   const spec = containerSpec(DEFAULT_MACHINE_NAME, { ...(defaultMachineSettings() as MachineSettings), sshKeys: keys });
   const existing = await docker(["ps", "-a", "--quiet", "--filter", `name=^${spec.name}$`]);

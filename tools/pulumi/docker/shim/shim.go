@@ -1,0 +1,11 @@
+// Package shim exports the upstream Terraform Docker provider (SDKv2 part), which upstream
+// keeps in an internal package, so the Pulumi bridge in ../main.go can wrap it.
+package shim
+
+import (
+	"github.com/hashicorp/terraform-plugin-sdk/v2/helper/schema"
+	"github.com/terraform-providers/terraform-provider-docker/internal/provider"
+)
+
+// NewProvider returns the upstream SDKv2 provider (containers, volumes, networks, images).
+func NewProvider(version string) *schema.Provider { return provider.New(version)() }
