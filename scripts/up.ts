@@ -55,6 +55,10 @@ async function main(): Promise<void> {
     // The stack authorizes exactly these keys (examples/default reads devmachines:sshKeys).
     spawnSync("pulumi", ["config", "rm", "devmachines:sshKeys", "--stack", "dev"], { stdio: "ignore", cwd: ROOT, env });
     keys.forEach((key, index) => run("pulumi", ["config", "set", "--stack", "dev", "--path", "--", `devmachines:sshKeys[${index}]`, key], env));
+    // A work tree's own image tag (DEVMACHINES_IMAGE_TAG, as npm run images built it).
+    if (process.env.DEVMACHINES_IMAGE_TAG) {
+      run("pulumi", ["config", "set", "--stack", "dev", "devmachines:image", `devmachines/debian:${process.env.DEVMACHINES_IMAGE_TAG}`], env);
+    }
     run("pulumi", ["up", "--yes", "--stack", "dev"], env);
     const sshCommand = execFileSync("pulumi", ["stack", "output", "sshCommand", "--stack", "dev"], { cwd: ROOT, env }).toString().trim();
     say(`ready. Log in with:\n\n    ${withIdentity(sshCommand, identity)}\n`);

@@ -2,28 +2,33 @@
 // a web port, extra packages through cloud-init, and the password as a Pulumi secret.
 //   pulumi config set sshKey "$(cat ~/.ssh/id_ed25519.pub)"
 //   pulumi config set --secret password ...
+// Optional settings (defaults in brackets): name [workstation], cpu [4], memory [8G],
+// storage [40G], sshPort [2222], webPort [8080], packages [git, build-essential, tmux],
+// image [the DevMachines image].
 import * as pulumi from "@pulumi/pulumi";
 import { DevMachine } from "@devmachines/pulumi";
 
 const config = new pulumi.Config();
 
-const box = new DevMachine("workstation", {
-  cpu: 4,
-  memory: "8G",
-  storage: "40G",
+const box = new DevMachine(config.get("name") ?? "workstation", {
+  cpu: config.getNumber("cpu") ?? 4,
+  memory: config.get("memory") ?? "8G",
+  storage: config.get("storage") ?? "40G",
   user: "dev",
   sshKeys: [config.require("sshKey")],
   password: config.requireSecret("password"),
-  sshPort: 2222,
-  ports: [{ guestPort: 8080, hostPort: 8080, hostIp: "127.0.0.1" }],
+  sshPort: config.getNumber("sshPort") ?? 2222,
+  ports: [{ guestPort: 8080, hostPort: config.getNumber("webPort") ?? 8080, hostIp: "127.0.0.1" }],
   keepDisk: true,
   userData: [
-    "packages: [git, build-essential, tmux]",
+    `packages: [${config.get("packages") ?? "git, build-essential, tmux"}]`,
     "runcmd:",
     "  - [sh, -c, 'echo ready > /etc/motd']",
   ].join("\n"),
   labels: [{ label: "owner", value: pulumi.getStack() }],
+  ...(config.get("image") && { image: config.require("image") }),
 });
 
 export const sshCommand = box.sshCommand;
 export const diskVolume = box.volumeName;
+export const containerName = box.containerName;

@@ -38,7 +38,7 @@ export function placeMachines(group: string, args: DevMachineGroupArgs, hosts: s
   }
   const machines: MachineOverrideArgs[] = args.machines ?? Array.from({ length: count }, (_, index) => ({ name: String(index) }));
   const seen = new Set<string>();
-  return machines.map((machine, index) => {
+  const placed = machines.map((machine, index) => {
     const { name, host, ...overrides } = machine;
     if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
       throw new Error(`DevMachineGroup "${group}": machine name "${name}" must start with a letter or digit and hold only letters, digits, _ . -`);
@@ -59,6 +59,36 @@ export function placeMachines(group: string, args: DevMachineGroupArgs, hosts: s
     }
     return { name, fullName: `${group}-${name}`, hostIndex, hostName: hosts[hostIndex]!, settings };
   });
+  checkHostPorts(group, placed);
+  return placed;
+}
+
+/**
+ * Two machines on one Docker host cannot publish the same host port: Docker would refuse the
+ * second container halfway through an update. Ports known at plan time are checked here, so
+ * `pulumi preview` fails before anything is created.
+ */
+function checkHostPorts(group: string, placed: PlacedMachine[]): void {
+  const used = new Map<string, string>();
+  for (const machine of placed) {
+    const { sshPort, ports } = machine.settings;
+    const published: Array<[string, unknown, unknown]> = [["sshPort", sshPort, "tcp"]];
+    if (Array.isArray(ports)) {
+      ports.forEach((port, index) => {
+        if (port && typeof port === "object" && "hostPort" in port) published.push([`ports[${index}].hostPort`, port.hostPort, port.protocol ?? "tcp"]);
+      });
+    }
+    for (const [argument, port, protocol] of published) {
+      if (typeof port !== "number" || typeof protocol !== "string") continue;
+      const key = `${machine.hostIndex}/${port}/${protocol}`;
+      const other = used.get(key);
+      if (other !== undefined) {
+        throw new Error(`DevMachineGroup "${group}": machine "${machine.name}" ${argument}: host port ${port}/${protocol} is taken by ` +
+          `machine "${other}" on host "${machine.hostName}" (machines on one Docker host need different host ports)`);
+      }
+      used.set(key, machine.name);
+    }
+  }
 }
 
 /** The address users reach a Docker host at: the host of an ssh:// or tcp:// URL, 127.0.0.1 for local sockets. */

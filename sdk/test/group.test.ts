@@ -29,6 +29,16 @@ test("placement: round robin over the hosts, pinned machines stay where they are
   assert.throws(() => placeMachines("lab", { machines: [{ name: "x", host: "north" }] }, ["west"]), /pins host "north", which is not one of west/);
   assert.throws(() => placeMachines("lab", { machines: [{ name: "x" }, { name: "x" }] }, ["west"]), /used twice/);
   assert.deepEqual(placeMachines("g", { count: 3 }, ["h"]).map((m) => m.fullName), ["g-0", "g-1", "g-2"]);
+});
+
+test("placement: two machines on one host cannot publish the same host port; on two hosts they can", () => {
+  const twoOnOnePort = { machines: [{ name: "a", sshPort: 2301 }, { name: "b", sshPort: 2301 }] };
+  assert.throws(() => placeMachines("lab", twoOnOnePort, ["west"]), /machine "b" sshPort: host port 2301\/tcp is taken by machine "a" on host "west"/);
+  assert.equal(placeMachines("lab", twoOnOnePort, ["west", "east"]).length, 2);
+  const web = { machines: [{ name: "a", ports: [{ guestPort: 80, hostPort: 8080 }] }, { name: "b", sshPort: 8080 }] };
+  assert.throws(() => placeMachines("lab", web, ["west"]), /machine "b" sshPort: host port 8080\/tcp is taken by machine "a"/);
+  const udp = { machines: [{ name: "a", ports: [{ guestPort: 53, hostPort: 5353, protocol: "udp" as const }] }, { name: "b", sshPort: 5353 }] };
+  assert.equal(placeMachines("lab", udp, ["west"]).length, 2);
   assert.deepEqual(hostNames([{ host: "unix:///a" }, { name: "b", host: "ssh://b" }]), ["host0", "b"]);
   assert.equal(sshHostOf({ host: "ssh://ops@build-2.example.com" }), "build-2.example.com");
   assert.equal(sshHostOf({ host: "tcp://10.0.0.5:2376" }), "10.0.0.5");

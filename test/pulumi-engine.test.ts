@@ -1,0 +1,150 @@
+/**
+ * The components under the real Pulumi engine and the real Docker provider (the toolchain of
+ * `npm run pulumi:install`, offline). Boots are costly, so one stack of examples/single
+ * carries the checks that do not disturb each other: up, SSH, secrets, no spurious diff,
+ * no drift on refresh, an update that replaces the container and keeps the disk, destroy.
+ */
+import { strict as assert } from "node:assert";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT } from "../scripts/pulumi-env.js";
+import { engineAvailable, TestStack } from "./pulumiEngine.js";
+import { BOOT_TIMEOUT_MS, docker, freePort, MACHINE_IMAGE, makeKeyPair, removeAll, ssh } from "./support.js";
+
+const BRANCH = process.env.DEVMACHINES_IMAGE_TAG ?? "e2e";
+const unique = (what: string) => `dm-${BRANCH}-${what}-${randomBytes(3).toString("hex")}`;
+const FIXTURE = join(ROOT, "test", "fixtures", "engine");
+
+/** The port in `ssh -p PORT user@host`. */
+function sshPortOf(sshCommand: string): number {
+  const port = /-p (\d+)/.exec(sshCommand)?.[1];
+  assert.ok(port, `no port in ${sshCommand}`);
+  return Number(port);
+}
+
+async function exists(kind: "container" | "volume", name: string): Promise<boolean> {
+  return docker([kind, "inspect", name]).then(() => true, () => false);
+}
+
+test("examples/single with the real engine: up, SSH, secrets, no diff, no drift, update keeps the disk, destroy", { timeout: 4 * BOOT_TIMEOUT_MS }, async (t) => {
+  if (!(await engineAvailable(t))) return;
+  const key = await makeKeyPair();
+  const name = unique("single");
+  const password = `pw-${randomBytes(12).toString("hex")}`;
+  const stack = await TestStack.create(join(ROOT, "examples", "single"), "test");
+  t.after(async () => {
+    await stack.dispose();
+    await removeAll({ containers: [name], volumes: [`${name}-disk`] });
+  });
+  for (const [k, v] of Object.entries({
+    name, cpu: "1", memory: "1G", storage: "6G", image: MACHINE_IMAGE, packages: "",
+    sshPort: String(await freePort()), webPort: String(await freePort()), sshKey: key.publicKey,
+  })) await stack.config(k, v);
+  await stack.config("password", password, true);
+
+  let started = Date.now();
+  await stack.pulumi(["up", "--yes", "--skip-preview"]);
+  console.log(`  pulumi up (one machine): ${Math.round((Date.now() - started) / 1000)}s`);
+  const sshCommand = await stack.output("sshCommand");
+  assert.match(sshCommand, /^ssh -p \d+ dev@127\.0\.0\.1$/, "sshCommand is a plain output");
+  const target = { host: "127.0.0.1", port: sshPortOf(sshCommand), user: "dev", key };
+  assert.equal(await ssh(target, "cat /etc/motd"), "ready");
+  await ssh(target, "echo kept-across-updates > ~/data && sync");
+  assert.equal(await ssh({ ...target, key: undefined, password }, "whoami"), "dev", "the secret password logs in");
+
+  // The password never appears in plain text: state, export, docker inspect, engine output.
+  const exported = (await stack.pulumi(["stack", "export"])).stdout;
+  const inspect = await docker(["inspect", name]);
+  for (const [where, text] of [["the state files", await stack.stateFiles()], ["pulumi stack export", exported],
+    ["docker inspect", inspect], ["the engine's output", await stack.engineLog()]] as const) {
+    assert.ok(!text.includes(password), `the password is in plain text in ${where}`);
+  }
+  assert.match(exported, /"secure"|ciphertext/, "the password is stored as a secret");
+
+  // A second run changes nothing, and refresh finds the machine as declared.
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+  await stack.pulumi(["refresh", "--yes", "--skip-preview", "--expect-no-changes"]);
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+
+  // More memory and a bigger disk: a new container on the same volume, the disk grown.
+  const before = (await docker(["inspect", "--format", "{{.Id}}", name])).trim();
+  await stack.config("memory", "1536M");
+  await stack.config("storage", "8G");
+  started = Date.now();
+  await stack.pulumi(["up", "--yes", "--skip-preview"]);
+  console.log(`  pulumi up (replace one machine): ${Math.round((Date.now() - started) / 1000)}s`);
+  const after = (await docker(["inspect", "--format", "{{.Id}}", name])).trim();
+  assert.notEqual(after, before, "changing memory replaces the container");
+  assert.equal(await ssh(target, "cat ~/data"), "kept-across-updates", "the disk volume is kept");
+  const rootBytes = Number(await ssh(target, "lsblk -bndo SIZE /dev/vda"));
+  assert.ok(rootBytes >= 8 * 1024 ** 3 - 1, `the disk grew to 8G (is ${rootBytes} bytes)`);
+
+  // destroy removes the machine and keeps the disk it was told to keep (keepDisk).
+  await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+  assert.equal(await exists("container", name), false, "the container is gone");
+  assert.equal(await exists("volume", `${name}-disk`), true, "the keepDisk volume stays");
+});
+
+test("bad arguments fail pulumi preview before anything is created, naming the argument and the rule", { timeout: 10 * 60_000 }, async (t) => {
+  if (!(await engineAvailable(t))) return;
+  const stack = await TestStack.create(FIXTURE, "errors");
+  t.after(() => stack.dispose());
+  const port = await freePort();
+  const cases: Array<{ what: string; machines?: unknown[]; groups?: unknown[]; expect: RegExp[] }> = [
+    { what: "memory \"lots\"", machines: [{ name: unique("bad"), memory: "lots" }], expect: [/memory/i, /lots/] },
+    { what: "a user named root", machines: [{ name: unique("bad"), user: "root" }], expect: [/user/i, /must not be root/] },
+    {
+      what: "two machines on one host port",
+      groups: [{ name: unique("bad"), machines: [{ name: "a", sshPort: port }, { name: "b", sshPort: port }] }],
+      expect: [/sshPort/, new RegExp(`host port ${port}/tcp is taken by machine "a"`)],
+    },
+  ];
+  for (const c of cases) {
+    await stack.config("machines", JSON.stringify(c.machines ?? []));
+    await stack.config("groups", JSON.stringify(c.groups ?? []));
+    const result = await stack.pulumi(["preview"], { allowFailure: true });
+    const output = result.stdout + result.stderr;
+    assert.notEqual(result.code, 0, `${c.what}: preview must fail`);
+    for (const pattern of c.expect) assert.match(output, pattern, `${c.what}: the error names the argument and the rule`);
+    const resources = JSON.parse((await stack.pulumi(["stack", "export"])).stdout).deployment.resources ?? [];
+    assert.equal(resources.length, 0, `${c.what}: nothing was created`);
+  }
+});
+
+test("examples/lab with the real engine: three machines up, SSH into each, they reach each other by name, destroy leaves nothing", { timeout: 3 * BOOT_TIMEOUT_MS }, async (t) => {
+  if (!(await engineAvailable(t))) return;
+  const key = await makeKeyPair();
+  const name = unique("lab");
+  const stack = await TestStack.create(join(ROOT, "examples", "lab"), "test");
+  t.after(async () => {
+    await stack.dispose();
+    await removeAll({ containers: ["web", "db", "client"].map((m) => `${name}-${m}`), networks: [name] });
+  });
+  for (const [k, v] of Object.entries({
+    name, sshKey: key.publicKey, image: MACHINE_IMAGE, packages: "false",
+    clientSshPort: String(await freePort()), subnet: `10.${200 + (process.pid % 50)}.${process.pid % 250}.0/24`,
+  })) await stack.config(k, v);
+
+  const started = Date.now();
+  await stack.pulumi(["up", "--yes", "--skip-preview"]);
+  console.log(`  pulumi up (the three-machine lab): ${Math.round((Date.now() - started) / 1000)}s`);
+  const machines = JSON.parse(await stack.output("machines")) as Record<string, { containerName: string; sshHost: string; sshPort: number; sshUser: string }>;
+  assert.deepEqual(Object.keys(machines).sort(), ["client", "db", "web"]);
+  for (const machine of Object.values(machines)) {
+    const target = { host: machine.sshHost, port: machine.sshPort, user: machine.sshUser, key };
+    assert.equal(await ssh(target, "echo in"), "in", `SSH into ${machine.containerName}`);
+  }
+  // BRIDGE machines own their containers' addresses and reach each other by name: web reads db's SSH banner.
+  const web = machines.web!;
+  const banner = await ssh({ host: web.sshHost, port: web.sshPort, user: web.sshUser, key },
+    `bash -c 'exec 3<>/dev/tcp/${machines.db!.containerName}/22 && timeout 20 head -n 1 <&3'`);
+  assert.match(banner, /^SSH-2\.0-OpenSSH/);
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+
+  await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+  const left = await docker(["ps", "-a", "--quiet", "--filter", `name=^${name}-`]);
+  assert.equal(left.trim(), "", "no container is left");
+  const networks = await docker(["network", "ls", "--quiet", "--filter", `name=^${name}`]);
+  assert.equal(networks.trim(), "", "no network is left");
+});

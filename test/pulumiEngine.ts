@@ -1,0 +1,101 @@
+/**
+ * Running the real Pulumi engine from tests: a stack of an example program in a state
+ * folder of its own (file backend), offline as scripts/pulumi-env.ts sets it up.
+ */
+import { execFile } from "node:child_process";
+import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { pulumiEnv, pulumiInstalled } from "../scripts/pulumi-env.js";
+import { e2eAvailable, REQUIRED } from "./support.js";
+
+/** e2eAvailable, and the toolchain of `npm run pulumi:install` as a requirement too. */
+export async function engineAvailable(t: TestContext): Promise<boolean> {
+  if (!(await e2eAvailable(t))) return false;
+  if (pulumiInstalled()) return true;
+  const reason = "the Pulumi toolchain is missing from .cache/pulumi/bin; run npm run pulumi:install";
+  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
+  console.warn(`\n!!! SKIPPING END-TO-END TEST "${t.name}": ${reason}. Set DEVMACHINES_E2E=required to make this a failure.\n`);
+  t.skip(reason);
+  return false;
+}
+
+export interface PulumiResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** One stack of one Pulumi project, its state in a temporary folder, every command logged. */
+export class TestStack {
+  /** Everything the engine printed, for the secret checks (the engine's own logs). */
+  readonly logFile: string;
+
+  private constructor(
+    readonly projectDir: string,
+    readonly name: string,
+    readonly stateDir: string,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {
+    this.logFile = join(stateDir, "engine.log");
+  }
+
+  static async create(projectDir: string, name: string): Promise<TestStack> {
+    const stateDir = await mkdtemp(join(tmpdir(), "dm-pulumi-state-"));
+    const env = pulumiEnv({ stateDir, base: { ...process.env, PULUMI_CONFIG_PASSPHRASE: "test-passphrase" } });
+    const stack = new TestStack(projectDir, name, stateDir, env);
+    await stack.pulumi(["stack", "init", name]);
+    return stack;
+  }
+
+  /** Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure. */
+  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<PulumiResult> {
+    const full = [...args, "--stack", this.name, "--non-interactive"];
+    const result = await new Promise<PulumiResult>((resolve) => {
+      execFile("pulumi", full, { cwd: this.projectDir, env: this.env, timeout: options.timeoutMs ?? 15 * 60_000, maxBuffer: 64 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+          resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
+        });
+    });
+    await appendFile(this.logFile, `$ pulumi ${full.join(" ")}\n${result.stdout}\n${result.stderr}\n`);
+    if (result.code !== 0 && !options.allowFailure) {
+      throw new Error(`pulumi ${args.join(" ")} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+    }
+    return result;
+  }
+
+  async config(key: string, value: string, secret = false): Promise<void> {
+    await this.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--", key, value]);
+  }
+
+  async output(name: string): Promise<string> {
+    return (await this.pulumi(["stack", "output", name])).stdout.trim();
+  }
+
+  /** The stack's checkpoint files in the file backend, as they are on disk. */
+  async stateFiles(): Promise<string> {
+    const texts: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(path);
+        else if (entry.name.endsWith(".json") || entry.name.endsWith(".json.bak")) texts.push(await readFile(path, "utf8"));
+      }
+    };
+    await walk(join(this.stateDir, ".pulumi"));
+    return texts.join("\n");
+  }
+
+  async engineLog(): Promise<string> {
+    return readFile(this.logFile, "utf8");
+  }
+
+  /** Destroys what is left and removes the stack and its state folder. */
+  async dispose(): Promise<void> {
+    await this.pulumi(["destroy", "--yes", "--skip-preview"], { allowFailure: true });
+    await this.pulumi(["stack", "rm", "--yes", "--force"], { allowFailure: true });
+    await rm(this.stateDir, { recursive: true, force: true });
+  }
+}
