@@ -148,3 +148,20 @@ test("examples/lab with the real engine: three machines up, SSH into each, they 
   const networks = await docker(["network", "ls", "--quiet", "--filter", `name=^${name}`]);
   assert.equal(networks.trim(), "", "no network is left");
 });
+
+test("examples/yaml through the YAML language host and the plugin: pulumi preview plans the machines", { timeout: 10 * 60_000 }, async (t) => {
+  if (!(await engineAvailable(t, ["pulumi-language-yaml"]))) return;
+  const key = await makeKeyPair();
+  const stack = await TestStack.create(join(ROOT, "examples", "yaml"), "test");
+  t.after(() => stack.dispose());
+  await stack.config("sshKey", key.publicKey);
+  await stack.config("opsPassword", `pw-${randomBytes(8).toString("hex")}`, true);
+  // Preview only: the YAML program publishes fixed host ports (2222, 8080) that a shared test
+  // machine must not take. Preview runs the YAML host, the plugin from ../../provider (through
+  // the Node.js host) and the Docker provider's checks, and creates nothing.
+  const { stdout } = await stack.pulumi(["preview", "--diff"]);
+  assert.match(stdout, /devmachines:index:DevMachine\b/);
+  assert.match(stdout, /devmachines:index:DevMachineGroup\b/);
+  assert.match(stdout, /docker:index\/container:Container/);
+  assert.equal((await docker(["ps", "-a", "--quiet", "--filter", "name=^box$"])).trim(), "", "preview creates nothing");
+});
