@@ -22,9 +22,17 @@ export interface PulumiEnvOptions {
   base?: NodeJS.ProcessEnv;
 }
 
-/** True when `npm run pulumi:install` has put the CLI in place. */
+/** What a TypeScript program on the local Docker Engine needs: the CLI, the Node.js host, the Docker provider. */
+export const TOOLCHAIN = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-docker"];
+
+/** The binaries (TOOLCHAIN plus `extra`) that `npm run pulumi:install` has not put in place. */
+export function missingBinaries(extra: string[] = []): string[] {
+  return [...TOOLCHAIN, ...extra].filter((binary) => !existsSync(join(PULUMI_BIN, binary)));
+}
+
+/** True when `npm run pulumi:install` has put the toolchain in place. */
 export function pulumiInstalled(): boolean {
-  return existsSync(join(PULUMI_BIN, "pulumi"));
+  return missingBinaries().length === 0;
 }
 
 /**

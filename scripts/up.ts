@@ -10,7 +10,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pulumiEnv, pulumiInstalled } from "./pulumi-env.js";
+import { missingBinaries, pulumiEnv, pulumiInstalled } from "./pulumi-env.js";
 import {
   containerLogs, containerSpec, DEFAULT_MACHINE_NAME, defaultMachineSettings, docker, localSshKeys, runContainerSpec, throttleProgress, waitHealthy,
   type MachineSettings,
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  say("the Pulumi toolchain is not installed (npm run pulumi:install builds it): starting the same container description the DevMachine component deploys, with the Docker CLI");
+  say(`the Pulumi toolchain is incomplete (missing ${missingBinaries().join(", ")}; npm run pulumi:install builds it): starting the same container description the DevMachine component deploys, with the Docker CLI`);
   // The defaults are plain values; their Input<> type is for Pulumi programs.
   const spec = containerSpec(DEFAULT_MACHINE_NAME, { ...(defaultMachineSettings() as MachineSettings), sshKeys: keys });
   const existing = await docker(["ps", "-a", "--quiet", "--filter", `name=^${spec.name}$`]);

@@ -3,22 +3,18 @@
  * folder of its own (file backend), offline as scripts/pulumi-env.ts sets it up.
  */
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { PULUMI_BIN, pulumiEnv, pulumiInstalled } from "../scripts/pulumi-env.js";
+import { missingBinaries, pulumiEnv } from "../scripts/pulumi-env.js";
 import { e2eAvailable, REQUIRED } from "./support.js";
-
-/** The toolchain every engine test needs: the CLI, the Node.js host and the Docker provider. */
-const TOOLCHAIN = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-docker"];
 
 /** e2eAvailable, and the toolchain of `npm run pulumi:install` (plus `extra` binaries) as a requirement too. */
 export async function engineAvailable(t: TestContext, extra: string[] = []): Promise<boolean> {
   if (!(await e2eAvailable(t))) return false;
-  const missing = [...TOOLCHAIN, ...extra].filter((binary) => !existsSync(join(PULUMI_BIN, binary)));
-  if (pulumiInstalled() && missing.length === 0) return true;
+  const missing = missingBinaries(extra);
+  if (missing.length === 0) return true;
   const reason = `${missing.join(", ")} missing from .cache/pulumi/bin; run npm run pulumi:install`;
   if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
   console.warn(`\n!!! SKIPPING END-TO-END TEST "${t.name}": ${reason}. Set DEVMACHINES_E2E=required to make this a failure.\n`);
