@@ -8,17 +8,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { missingBinaries, pulumiEnv } from "../scripts/pulumi-env.js";
-import { e2eAvailable, REQUIRED } from "./support.js";
+import { skipLoudly } from "../runtime/test/fixtures/skip.js";
+import { e2eAvailable } from "./support.js";
 
 /** e2eAvailable, and the toolchain of `npm run pulumi:install` (plus `extra` binaries) as a requirement too. */
 export async function engineAvailable(t: TestContext, extra: string[] = []): Promise<boolean> {
   if (!(await e2eAvailable(t))) return false;
   const missing = missingBinaries(extra);
   if (missing.length === 0) return true;
-  const reason = `${missing.join(", ")} missing from .cache/pulumi/bin; run npm run pulumi:install`;
-  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
-  console.warn(`\n!!! SKIPPING END-TO-END TEST "${t.name}": ${reason}. Set DEVMACHINES_E2E=required to make this a failure.\n`);
-  t.skip(reason);
+  skipLoudly(t, `no ${missing.join(", ")} in .cache/pulumi/bin (npm run pulumi:install builds them)`);
   return false;
 }
 
