@@ -50,7 +50,7 @@ build() {
     log "$binary: building $package (log: $CACHE/pulumi/$binary.log)"
     local start=$SECONDS
     # A cold build takes many minutes on two cores: say that it is still going.
-    ( while sleep 60; do log "$binary: still building, $((SECONDS - start))s"; done ) &
+    ( while sleep 60 >/dev/null; do log "$binary: still building, $((SECONDS - start))s"; done ) &
     local ticker=$!
     if (cd "$ROOT/tools/pulumi/$name" && nice go build -tags "$tags" -ldflags "$ldflags" \
           -o "$STORE/$binary.tmp" "$package") >"$CACHE/pulumi/$binary.log" 2>&1; then
