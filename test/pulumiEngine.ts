@@ -44,13 +44,15 @@ export class TestStack {
     const stateDir = await mkdtemp(join(tmpdir(), "dm-pulumi-state-"));
     const env = pulumiEnv({ stateDir, base: { ...process.env, PULUMI_CONFIG_PASSPHRASE: "test-passphrase" } });
     const stack = new TestStack(projectDir, name, stateDir, env);
-    await stack.pulumi(["stack", "init", name]);
+    await stack.pulumi(["stack", "init"]);
     return stack;
   }
 
   /** Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure. */
   async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<PulumiResult> {
-    const full = [...args, "--stack", this.name, "--non-interactive"];
+    // The stack flags go before a `--` (after it everything is a value).
+    const end = args.includes("--") ? args.indexOf("--") : args.length;
+    const full = [...args.slice(0, end), "--stack", this.name, "--non-interactive", ...args.slice(end)];
     const result = await new Promise<PulumiResult>((resolve) => {
       execFile("pulumi", full, { cwd: this.projectDir, env: this.env, timeout: options.timeoutMs ?? 15 * 60_000, maxBuffer: 64 * 1024 * 1024 },
         (error, stdout, stderr) => {
