@@ -11,7 +11,7 @@ import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
-import { applyDisk, ensureFreeSpace, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
+import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { lockDisksDir } from "./apply/lock.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
@@ -94,6 +94,10 @@ async function run(): Promise<ExitCodeValue> {
   let finished = false;
   try {
     log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
+    if (plan.disk.action !== "create") {
+      const repaired = await checkOverlay(plan.disk.overlayPath);
+      if (repaired) log(`disk: ${repaired}`);
+    }
     await applyDisk(plan.disk);
     await writeState(plan.paths.state, { phase: "booting", ssh });
     const started = Date.now();

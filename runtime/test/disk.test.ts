@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { execa } from "execa";
-import { applyDisk, ensureFreeSpace, readDiskFacts } from "../src/apply/disk.js";
+import { applyDisk, checkOverlay, ensureFreeSpace, readDiskFacts } from "../src/apply/disk.js";
 import { planDisk, type DiskFacts } from "../src/plan/disk.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 
@@ -124,5 +124,40 @@ test("on real files: a deleted overlay is refused, a leftover .creating is redon
   await assert.rejects(
     ensureFreeSpace(disksDir, "DISKS_DIR", Number.MAX_SAFE_INTEGER),
     (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Host && /DISKS_DIR .* is full: .* free/.test(error.message),
+  );
+});
+
+/** Sets one cluster's 16-bit refcount in a fresh qcow2 (its header's first refcount block). */
+async function setRefcount(path: string, cluster: number, refcount: number): Promise<void> {
+  const file = await open(path, "r+");
+  try {
+    const header = Buffer.alloc(104);
+    await file.read(header, 0, 104, 0);
+    const table = Buffer.alloc(8);
+    await file.read(table, 0, 8, Number(header.readBigUInt64BE(48)));
+    const block = Number(table.readBigUInt64BE(0));
+    const entry = Buffer.alloc(2);
+    entry.writeUInt16BE(refcount);
+    await file.write(entry, 0, 2, block + 2 * cluster);
+  } finally {
+    await file.close();
+  }
+}
+
+test("an overlay is checked before it boots: leaks (an unclean stop) are repaired, corruption is refused with exit 6", async () => {
+  const path = join(work, "checked.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", path, "64M"]);
+  assert.equal(await checkOverlay(path), undefined, "a clean image: nothing to say");
+
+  // Allocated, referenced by nothing: a leak (within the file, as a killed QEMU leaves it).
+  await execa("truncate", ["-s", "1M", path]);
+  await setRefcount(path, 10, 1);
+  assert.match((await checkOverlay(path)) ?? "", /repaired 1 leaked clusters/);
+  assert.equal((await execa("qemu-img", ["check", path], { reject: false })).exitCode, 0, "repaired for good");
+
+  await setRefcount(path, 3, 0); // the L1 table's own cluster marked free: corruption
+  await assert.rejects(
+    checkOverlay(path),
+    (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Disk && /is corrupt: qemu-img check found \d+ corrupted clusters/.test(error.message),
   );
 });

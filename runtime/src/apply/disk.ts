@@ -117,6 +117,44 @@ function toolMessage(error: unknown): string {
   return typeof stderr === "string" && stderr.trim() ? stderr.trim() : (error as Error).message;
 }
 
+/**
+ * `qemu-img check -r leaks` on an existing overlay, before QEMU opens it. A killed QEMU
+ * (docker kill, a host crash) can leave leaked clusters: space allocated and never used,
+ * harmless, and repaired here so they do not pile up. A corrupt image is refused with a clear
+ * message rather than handed to a guest that would meet I/O errors. Returns a line for the
+ * log when something was repaired.
+ */
+export async function checkOverlay(path: string): Promise<string | undefined> {
+  // Look first, read-only; repair only when leaks are all there is (exit code 3).
+  const check = async (repair: boolean) => {
+    const result = await execa("qemu-img", ["check", ...(repair ? ["-r", "leaks"] : []), "--output=json", path], { reject: false });
+    let report: { corruptions?: number; leaks?: number; "leaks-fixed"?: number } = {};
+    try {
+      report = JSON.parse(result.stdout) as typeof report;
+    } catch {
+      // No report (qemu-img could not open or walk the image): its stderr says why.
+    }
+    return { result, report };
+  };
+  const first = await check(false);
+  if (first.result.exitCode === 2 || (first.report.corruptions ?? 0) > 0) {
+    throw new LauncherError(
+      `the disk ${path} is corrupt: qemu-img check found ${first.report.corruptions ?? "some"} corrupted clusters, so it was not booted and was left as it is. ` +
+        `Copy the volume first, then try a repair: qemu-img check -r all ${path} (in a container with the volume mounted)`,
+      ExitCode.Disk,
+    );
+  }
+  if (first.result.exitCode === 0) return undefined;
+  if (first.result.exitCode !== 3) {
+    throw new LauncherError(`could not check the disk ${path} before booting it: ${toolMessage(first.result)}`, ExitCode.Disk);
+  }
+  const repair = await check(true);
+  if (repair.result.exitCode !== 0) {
+    return `${first.report.leaks ?? "some"} leaked clusters (allocated space nothing uses, left by an unclean stop; harmless) could not be repaired: ${toolMessage(repair.result)}`;
+  }
+  return `repaired ${repair.report["leaks-fixed"] ?? first.report.leaks} leaked clusters left by an unclean stop (allocated space nothing used; no data lost)`;
+}
+
 export async function applyDisk(plan: DiskPlan): Promise<void> {
   if (plan.action === "reuse") return;
   if (plan.action === "grow") {
