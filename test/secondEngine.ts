@@ -16,13 +16,36 @@ const run = promisify(execFile);
  * containerd), socket, pid file and pre-created bridge; no iptables rules, so it cannot
  * disturb the first engine's (published ports go through docker-proxy).
  */
+export interface SecondEngineOptions {
+  /** Names its folders (/run/NAME, /var/lib/NAME). Default `devmachines-e2e`. */
+  name?: string;
+  /** Its bridge (at most 15 characters). Default `dm-e2e-br0`. */
+  bridge?: string;
+  /** The bridge's address. Default `172.31.250.1/24`. */
+  bridgeAddress?: string;
+  /** Where its networks' subnets come from. Default `10.213.0.0/16`. */
+  addressPool?: string;
+}
+
 export class SecondEngine {
-  readonly base = "/run/devmachines-e2e";
-  readonly dataRoot = "/var/lib/devmachines-e2e/docker2";
-  readonly socket = `unix://${this.base}/docker2.sock`;
-  readonly bridge = "dm-e2e-br0";
-  readonly bridgeAddress = "172.31.250.1/24";
+  readonly base: string;
+  readonly dataRoot: string;
+  readonly socket: string;
+  readonly bridge: string;
+  readonly bridgeAddress: string;
+  readonly addressPool: string;
   private process?: ChildProcess;
+
+  /** Separate names let test files use engines of their own at the same time. */
+  constructor(options: SecondEngineOptions = {}) {
+    const name = options.name ?? "devmachines-e2e";
+    this.base = `/run/${name}`;
+    this.dataRoot = `/var/lib/${name}/docker2`;
+    this.socket = `unix://${this.base}/docker2.sock`;
+    this.bridge = options.bridge ?? "dm-e2e-br0";
+    this.bridgeAddress = options.bridgeAddress ?? "172.31.250.1/24";
+    this.addressPool = options.addressPool ?? "10.213.0.0/16";
+  }
 
   async start(): Promise<void> {
     await this.stop();
@@ -31,7 +54,27 @@ export class SecondEngine {
     await run("ip", ["link", "add", this.bridge, "type", "bridge"]);
     await run("ip", ["addr", "add", this.bridgeAddress, "dev", this.bridge]);
     await run("ip", ["link", "set", this.bridge, "up"]);
-    const logFile = createWriteStream(join(this.base, "dockerd.log"));
+    await this.launch();
+  }
+
+  /**
+   * Stops the engine the way a host's service manager does (SIGTERM: without --live-restore
+   * it stops its containers first, each with its stop timeout) and starts it again on the
+   * same data, as after a dockerd upgrade or restart. Resolves once it answers again.
+   */
+  async restart(stopTimeoutMs = 180_000): Promise<void> {
+    const pid = this.process?.pid;
+    if (!pid) throw new Error("the second dockerd is not running");
+    const exited = new Promise<void>((resolve) => this.process!.once("exit", () => resolve()));
+    process.kill(pid, "SIGTERM");
+    const timer = setTimeout(() => process.kill(pid, "SIGKILL"), stopTimeoutMs);
+    await exited;
+    clearTimeout(timer);
+    await this.launch();
+  }
+
+  private async launch(): Promise<void> {
+    const logFile = createWriteStream(join(this.base, "dockerd.log"), { flags: "a" });
     this.process = spawn(
       "dockerd",
       [
@@ -44,7 +87,7 @@ export class SecondEngine {
         "--ip6tables=false",
         "--ip-masq=false",
         // Its own address pool, so the group network it creates cannot overlap the first engine's.
-        "--default-address-pool", "base=10.213.0.0/16,size=24",
+        "--default-address-pool", `base=${this.addressPool},size=24`,
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );

@@ -13,6 +13,13 @@ export const ExitCode = {
   Host: 3,
   /** The guest did not power off within the grace period after SIGTERM and was killed. */
   Killed: 4,
+  /** The disks folder is in use by another running DevMachine (its lock is held); nothing was changed. */
+  Busy: 5,
+  /**
+   * The disk in the disks folder cannot be used safely as it is (its overlay was deleted, or it
+   * was made over another or an unknown base image); nothing was changed.
+   */
+  Disk: 6,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

@@ -11,7 +11,8 @@ import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
-import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
+import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
+import { lockDisksDir } from "./apply/lock.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
@@ -45,8 +46,7 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
   return result;
 }
 
-async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity }> {
-  const { config, warnings } = loadConfig();
+async function prepare(config: LauncherConfig): Promise<{ plan: LaunchPlan; host?: HostIdentity }> {
   const [discovered, disk, accel] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(config.baseImage, config.disksDir),
@@ -54,11 +54,12 @@ async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; wa
   ]);
   const network = await withDockerUpstream(discovered, config);
   const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
-  return { config, plan, warnings, host: accel.host };
+  return { plan, host: accel.host };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
-  const { plan, warnings } = await prepare();
+  const { config, warnings } = loadConfig();
+  const { plan } = await prepare(config);
   process.stdout.write(`${JSON.stringify(dryRunReport(plan, warnings), null, 2)}\n`);
   return ExitCode.Ok;
 }
@@ -68,14 +69,19 @@ async function run(): Promise<ExitCodeValue> {
   // First of all: a restarted container must not report the last run's "ready".
   await mkdir(RUN_DIR, { recursive: true });
   await writeState(paths.state, { phase: "starting" });
-  const { config, plan, warnings, host } = await prepare();
-  for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
+  const { config, warnings } = loadConfig();
+  // The disks folder before anything is read from it: writable, with room to boot, and ours
+  // alone (a second container on the volume stops here, exit 5, having changed nothing).
+  await ensureWritableDir(config.disksDir, "DISKS_DIR");
+  await ensureFreeSpace(config.disksDir, "DISKS_DIR");
+  const lock = lockDisksDir(config.disksDir, "DISKS_DIR");
+  const { plan, host } = await prepare(config);
+  for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings]) log(`warning: ${warning}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
 
   // Everything that can refuse does so before the first change (ACCEL=kvm without KVM: planLaunch).
   if (config.network === "BRIDGE") await checkBridgePrerequisites();
-  await ensureWritableDir(config.disksDir, "DISKS_DIR");
 
   // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
   // so a failure before it leaves the volume as it was.
@@ -90,6 +96,10 @@ async function run(): Promise<ExitCodeValue> {
   let finished = false;
   try {
     log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
+    if (plan.disk.action !== "create") {
+      const repaired = await checkOverlay(plan.disk.overlayPath);
+      if (repaired) log(`disk: ${repaired}`);
+    }
     await applyDisk(plan.disk);
     await writeState(plan.paths.state, { phase: "booting", ssh });
     const started = Date.now();

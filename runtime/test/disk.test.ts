@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { execa } from "execa";
-import { applyDisk, readDiskFacts } from "../src/apply/disk.js";
+import { applyDisk, checkOverlay, ensureFreeSpace, readDiskFacts } from "../src/apply/disk.js";
 import { planDisk, type DiskFacts } from "../src/plan/disk.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 
@@ -34,9 +34,17 @@ test("disk decisions: fresh, reuse, grow, ephemeral", () => {
 test("disk refusals: no base, shrink, other base, unknown base, smaller than the base", () => {
   refused({ base: undefined, overlay: undefined }, {}, ExitCode.Host, /no base image at \/images\/base.qcow2/);
   refused({ base, overlay: { virtualSize: 20 * GiB, base } }, { storageBytes: 10 * GiB }, ExitCode.Config, /disks never shrink/);
-  refused({ base, overlay: { virtualSize: 20 * GiB, base: { ...base, sha256: "b".repeat(64) } } }, {}, ExitCode.Host, /created over another base image/);
-  refused({ base, overlay: { virtualSize: 20 * GiB, base: undefined } }, {}, ExitCode.Host, /base image is unknown/);
+  refused({ base, overlay: { virtualSize: 20 * GiB, base: { ...base, sha256: "b".repeat(64) } } }, {}, ExitCode.Disk, /created over another base image/);
+  refused({ base, overlay: { virtualSize: 20 * GiB, base: undefined } }, {}, ExitCode.Disk, /base image is unknown/);
   refused({ base, overlay: undefined }, { storageBytes: GiB }, ExitCode.Config, /smaller than the base image/);
+});
+
+test("a deleted disk is refused, never replaced by a blank one; a cut-short creation is simply redone", () => {
+  refused({ base, overlay: undefined, identityWithoutOverlay: true }, {}, ExitCode.Disk, /disk\.qcow2 is missing.*wrong volume.*remove \/disks\/disk\.base\.json/);
+  const redo = planDisk(options, { base, overlay: undefined, identityWithoutOverlay: true, interruptedCreate: true });
+  assert.equal(redo.action, "create");
+  assert.match(redo.reason, /cut short/);
+  assert.equal(planDisk({ ...options, ephemeral: true }, { base, overlay: undefined, identityWithoutOverlay: true }).action, "create");
 });
 
 // The same decisions carried out with the real qemu-img on real files.
@@ -90,4 +98,66 @@ test("a failed create (the base vanished) leaves no half-written disk", async ()
   );
   await assert.rejects(applyDisk(plan));
   assert.deepEqual(await readdir(disksDir), []);
+});
+
+test("on real files: a deleted overlay is refused, a leftover .creating is redone, a full folder is refused", async () => {
+  const basePath = join(work, "base-deleted.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", basePath, "64M"]);
+  const disksDir = join(work, "deleted");
+  await execa("mkdir", ["-p", disksDir]);
+  const opts = { basePath, disksDir, storageBytes: 256 * 1024 ** 2, ephemeral: false };
+  await applyDisk(planDisk(opts, await readDiskFacts(basePath, disksDir)));
+  await rm(join(disksDir, "disk.qcow2"));
+  const facts = await readDiskFacts(basePath, disksDir);
+  assert.equal(facts.identityWithoutOverlay, true);
+  assert.throws(() => planDisk(opts, facts), (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Disk);
+  assert.deepEqual(await readdir(disksDir), ["disk.base.json"], "the refusal changed nothing");
+
+  // A kill between the identity's rename and the overlay's leaves the temporary overlay behind.
+  await writeFile(join(disksDir, "disk.qcow2.creating"), "half");
+  const redo = planDisk(opts, await readDiskFacts(basePath, disksDir));
+  assert.equal(redo.action, "create");
+  await applyDisk(redo);
+  assert.deepEqual((await readdir(disksDir)).sort(), ["disk.base.json", "disk.qcow2"]);
+
+  await ensureFreeSpace(disksDir, "DISKS_DIR", 1);
+  await assert.rejects(
+    ensureFreeSpace(disksDir, "DISKS_DIR", Number.MAX_SAFE_INTEGER),
+    (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Host && /DISKS_DIR .* is full: .* free/.test(error.message),
+  );
+});
+
+/** Sets one cluster's 16-bit refcount in a fresh qcow2 (its header's first refcount block). */
+async function setRefcount(path: string, cluster: number, refcount: number): Promise<void> {
+  const file = await open(path, "r+");
+  try {
+    const header = Buffer.alloc(104);
+    await file.read(header, 0, 104, 0);
+    const table = Buffer.alloc(8);
+    await file.read(table, 0, 8, Number(header.readBigUInt64BE(48)));
+    const block = Number(table.readBigUInt64BE(0));
+    const entry = Buffer.alloc(2);
+    entry.writeUInt16BE(refcount);
+    await file.write(entry, 0, 2, block + 2 * cluster);
+  } finally {
+    await file.close();
+  }
+}
+
+test("an overlay is checked before it boots: leaks (an unclean stop) are repaired, corruption is refused with exit 6", async () => {
+  const path = join(work, "checked.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", path, "64M"]);
+  assert.equal(await checkOverlay(path), undefined, "a clean image: nothing to say");
+
+  // Allocated, referenced by nothing: a leak (within the file, as a killed QEMU leaves it).
+  await execa("truncate", ["-s", "1M", path]);
+  await setRefcount(path, 10, 1);
+  assert.match((await checkOverlay(path)) ?? "", /repaired 1 leaked clusters/);
+  assert.equal((await execa("qemu-img", ["check", path], { reject: false })).exitCode, 0, "repaired for good");
+
+  await setRefcount(path, 3, 0); // the L1 table's own cluster marked free: corruption
+  await assert.rejects(
+    checkOverlay(path),
+    (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Disk && /is corrupt: qemu-img check found \d+ corrupted clusters/.test(error.message),
+  );
 });

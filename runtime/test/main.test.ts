@@ -108,6 +108,23 @@ test("host problems exit 3 with what to change in docker run", async () => {
   assert.match(unwritable.stderr, /DISKS_DIR \/dev\/null\/disks cannot be written.*docker run -v/);
 });
 
+test("a second launcher on a disks folder in use exits 5 at once and changes nothing", async () => {
+  const disksDir = join(work, "busy");
+  await mkdir(disksDir, { recursive: true });
+  // Another holder of the lock: util-linux flock keeps it while its command runs.
+  const holder = execa("flock", ["--nonblock", disksDir, "sleep", "60"], { reject: false });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const result = await launcher([], goodEnv(disksDir));
+    assert.equal(result.exitCode, 5, result.stderr);
+    assert.match(result.stderr, /DISKS_DIR .*busy is in use by another running DevMachine: its lock \(flock on the folder\) is held/);
+    assert.deepEqual(await readdir(disksDir), [], "nothing was written");
+  } finally {
+    holder.kill();
+    await holder;
+  }
+});
+
 test("--health is unhealthy before the launcher has booted anything", async () => {
   const result = await launcher(["--health"], { DEVMACHINES_RUN_DIR: join(work, "fresh-run") });
   assert.equal(result.exitCode, 1);

@@ -16,6 +16,13 @@ export interface BaseIdentity {
 export interface DiskFacts {
   base: BaseIdentity | undefined;
   overlay: { virtualSize: number; base: BaseIdentity | undefined } | undefined;
+  /**
+   * The identity file is there but the overlay is not: a disk was made in this folder and
+   * is gone (deleted by hand, or restored without it). Never silently replaced by a blank one.
+   */
+  identityWithoutOverlay?: boolean;
+  /** A `disk.qcow2.creating` is left from a creation that was cut short: nothing usable, create again. */
+  interruptedCreate?: boolean;
 }
 
 export interface DiskPlan {
@@ -63,25 +70,36 @@ export function planDisk(
     );
   }
   const overlay = facts.overlay;
+  if (!overlay && !ephemeral && facts.identityWithoutOverlay && !facts.interruptedCreate) {
+    throw new LauncherError(
+      `${common.overlayPath} is missing, but ${common.identityPath} says a disk was made in ${disksDir}: the disk was deleted, or the wrong volume is mounted. ` +
+        `Refusing to boot a blank disk in its place. Mount the volume that holds the disk, or remove ${common.identityPath} to start over with a fresh disk`,
+      ExitCode.Disk,
+    );
+  }
   if (!overlay || ephemeral) {
     return {
       ...common,
       action: "create",
       sizeBytes: storageBytes,
-      reason: ephemeral ? "EPHEMERAL is set: a fresh disk at every start" : "first start: no disk in the disks folder yet",
+      reason: ephemeral
+        ? "EPHEMERAL is set: a fresh disk at every start"
+        : facts.identityWithoutOverlay
+          ? "the last creation of the disk was cut short: creating it again"
+          : "first start: no disk in the disks folder yet",
     };
   }
   if (!overlay.base) {
     throw new LauncherError(
       `${common.overlayPath} exists but ${common.identityPath} does not, so its base image is unknown: refusing to use it. Move it away or remove the volume to start over`,
-      ExitCode.Host,
+      ExitCode.Disk,
     );
   }
   if (overlay.base.sha256 !== base.sha256) {
     throw new LauncherError(
       `the disk in ${disksDir} was created over another base image (sha256 ${overlay.base.sha256.slice(0, 12)}), but BASE_IMAGE ${basePath} is sha256 ${base.sha256.slice(0, 12)}. ` +
         "Booting it over a different base would corrupt it: run the image it was made with, or use a new volume",
-      ExitCode.Host,
+      ExitCode.Disk,
     );
   }
   if (storageBytes < overlay.virtualSize) {
