@@ -12,6 +12,11 @@
 #                                           images such as devmachines/debian:13 put it there
 #   /var/lib/devmachines                    disks folder (DISKS_DIR default): the copy-on-write
 #                                           overlay and seed ISO live here; a VOLUME so they persist
+#   /disks, /image, /socks                  the upstream project's folders: used when mounted
+#                                           (disks, base image, sockets; see the README)
+#
+# The label tech.utkin.devmachines.runtime=true is the upstream project's: its Ansible
+# inventory (devmachines.core) finds machines by it and their published 22/tcp.
 
 # ---- build stage: compile the launcher, resolve production dependencies -------------------
 FROM debian:trixie-slim AS build
@@ -74,7 +79,8 @@ ENV NODE_ENV=production
 LABEL org.opencontainers.image.title="DevMachines runtime" \
       org.opencontainers.image.description="QEMU virtual machine launcher: env -> cloud-init seed -> QEMU, supervised" \
       org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="debian:trixie-slim"
+      org.opencontainers.image.base.name="debian:trixie-slim" \
+      tech.utkin.devmachines.runtime="true"
 
 # Defaults the launcher uses (not set here, so the launcher stays the one source of truth):
 #   DISKS_DIR=/var/lib/devmachines   BASE_IMAGE=/images/base.qcow2
@@ -83,9 +89,10 @@ VOLUME /var/lib/devmachines
 EXPOSE 22
 
 # SIGTERM makes the launcher ask the guest to power off (ACPI over QMP) and wait GRACE_SECONDS
-# (default 60) before killing QEMU. Docker kills the container after its own stop timeout
-# (default 10 s!), so it must exceed GRACE_SECONDS: `docker run --stop-timeout 90`,
-# `docker stop -t 90`, or compose `stop_grace_period: 90s`.
+# (default 6) before quitting QEMU (up to 3 s more). Docker kills the container after its own
+# stop timeout (default 10 s, compose's too), so that must exceed GRACE_SECONDS + 4: the default
+# fits; a longer GRACE_SECONDS needs `docker run --stop-timeout`, `docker stop -t`, or compose
+# `stop_grace_period` to match.
 STOPSIGNAL SIGTERM
 
 # `--health` exits 0 once the guest is ready. A guest under TCG (no KVM) needs 1-2 minutes to

@@ -22,6 +22,8 @@ import type { HostIdentity } from "./plan/accel.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
 import { checkHealth, missingStage, waitForSsh, writeState, type BootProgress } from "./supervise/readiness.js";
 import { isGuestText, superviseQemu } from "./supervise/supervisor.js";
+import { discoverLocations } from "./locations/discover.js";
+import { planLocations, type LocationPlan } from "./locations/plan.js";
 
 const RUN_DIR = process.env.DEVMACHINES_RUN_DIR ?? "/run/devmachines";
 
@@ -46,20 +48,25 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
   return result;
 }
 
-async function prepare(config: LauncherConfig): Promise<{ plan: LaunchPlan; host?: HostIdentity }> {
+/** Where the base image, the disks and the sockets are: the mounts decide, so they are read first. */
+async function locate(config: LauncherConfig): Promise<LocationPlan> {
+  return planLocations(config, await discoverLocations(), { ...DEFAULTS, runDir: RUN_DIR });
+}
+
+async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity }> {
   const [discovered, disk, accel] = await Promise.all([
     discoverNetwork(),
-    readDiskFacts(config.baseImage, config.disksDir),
-    discoverAccel(config.accel, config.disksDir, QEMU_BINARY),
+    readDiskFacts(locations.baseImage.path, locations.disksDir.path),
+    discoverAccel(config.accel, locations.disksDir.path, QEMU_BINARY),
   ]);
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
+  const plan = planLaunch(config, { disk, network, accel }, locations, RUN_DIR);
   return { plan, host: accel.host };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
   const { config, warnings } = loadConfig();
-  const { plan } = await prepare(config);
+  const { plan } = await prepare(config, await locate(config));
   process.stdout.write(`${JSON.stringify(dryRunReport(plan, warnings), null, 2)}\n`);
   return ExitCode.Ok;
 }
@@ -72,10 +79,12 @@ async function run(): Promise<ExitCodeValue> {
   const { config, warnings } = loadConfig();
   // The disks folder before anything is read from it: writable, with room to boot, and ours
   // alone (a second container on the volume stops here, exit 5, having changed nothing).
-  await ensureWritableDir(config.disksDir, "DISKS_DIR");
-  await ensureFreeSpace(config.disksDir, "DISKS_DIR");
-  const lock = lockDisksDir(config.disksDir, "DISKS_DIR");
-  const { plan, host } = await prepare(config);
+  const locations = await locate(config);
+  const disksDir = locations.disksDir.path;
+  await ensureWritableDir(disksDir, "DISKS_DIR");
+  await ensureFreeSpace(disksDir, "DISKS_DIR");
+  const lock = lockDisksDir(disksDir, "DISKS_DIR");
+  const { plan, host } = await prepare(config, locations);
   for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings]) log(`warning: ${warning}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
@@ -86,6 +95,10 @@ async function run(): Promise<ExitCodeValue> {
   // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
   // so a failure before it leaves the volume as it was.
   await writeSeedIso(plan.cloudInit, plan.paths.seedIso);
+  const { baseImage, socketsDir, vncSocket } = plan.locations;
+  log(`base image: ${baseImage.path} (${baseImage.reason})`);
+  log(`disks folder: ${disksDir} (${locations.disksDir.reason})`);
+  log(`sockets: ${socketsDir.path} (${socketsDir.reason})${vncSocket && !config.vnc ? `; VNC on ${vncSocket}` : ""}`);
   log(`cloud-init: instance ${plan.cloudInit.instanceId}`);
   for (const line of plan.network.describe) log(`network: ${line}`);
   let bridge: BridgeHandle | undefined;
@@ -127,9 +140,9 @@ async function run(): Promise<ExitCodeValue> {
           graceSeconds: config.graceSeconds,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
-            const error = await rememberKvmFailure(kvmVerdictPath(config.disksDir), host ?? (await readHostIdentity(QEMU_BINARY)), reason);
+            const error = await rememberKvmFailure(kvmVerdictPath(plan.locations.disksDir.path), host ?? (await readHostIdentity(QEMU_BINARY)), reason);
             if (error) throw error;
-            log(`remembered in ${kvmVerdictPath(config.disksDir)}: the next start on this host uses TCG at once (delete the file to try KVM again)`);
+            log(`remembered in ${kvmVerdictPath(plan.locations.disksDir.path)}: the next start on this host uses TCG at once (delete the file to try KVM again)`);
           },
           onStopRequested: () => {
             stopping = true;

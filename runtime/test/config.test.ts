@@ -24,10 +24,8 @@ test("a minimal environment gives a complete configuration with documented defau
     dns: [],
     accel: "auto",
     hostname: "box",
-    baseImage: "/images/base.qcow2",
-    disksDir: "/var/lib/devmachines",
     ephemeral: false,
-    graceSeconds: 60,
+    graceSeconds: 6,
     readyTimeoutSeconds: 600,
   });
 });

@@ -3,7 +3,7 @@
  * default DevMachine built from them: what the root `Pulumi.yaml` stack deploys and what
  * `npm run up` starts without Pulumi, from the same settings.
  *
- * What the launcher has a default for itself (network, accel, grace period, where disks and
+ * What the launcher has a default for itself (network, accel, where disks and
  * user data live, the guest's SSH port) is taken from the runtime's `DEFAULTS`, never
  * repeated; CPU, MEMORY, STORAGE and USER have no runtime default (the container requires
  * them), so the component's are written here.
@@ -24,6 +24,8 @@ export const USER_DATA_PATH: string = RUNTIME.userDataFile;
 /** The guest's SSH port: the container port NAT publishes, and the port BRIDGE reaches the VM at. */
 export const GUEST_SSH_PORT: number = RUNTIME.sshPort;
 export const LABEL_PREFIX = "dev.devmachines";
+/** The upstream project's label: its Ansible inventory (devmachines.core) finds machines by it. */
+export const UPSTREAM_LABEL = "tech.utkin.devmachines.runtime";
 
 /** The component's defaults for the arguments a user leaves out. */
 export const DEFAULTS = {
@@ -34,7 +36,11 @@ export const DEFAULTS = {
   network: RUNTIME.network as NetworkMode,
   accel: RUNTIME.accel as Accel,
   restart: "unless-stopped" as RestartPolicy,
-  graceSeconds: RUNTIME.graceSeconds as number,
+  /**
+   * Longer than the runtime's own 6 s (which fits Docker's default 10 s stop timeout): the
+   * component sets the container's stop timeout itself, to this plus stopMarginSeconds.
+   */
+  graceSeconds: 60,
   /** Docker's stop timeout beyond the guest's grace period: the launcher needs a moment after the kill. */
   stopMarginSeconds: 30,
   readyTimeoutSeconds: 600,

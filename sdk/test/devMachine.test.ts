@@ -66,7 +66,7 @@ test("a DevMachine creates one container and one disk volume with everything the
   assert.equal(volume.inputs.name, "box-disk");
   assert.deepEqual(
     Object.fromEntries(inputs.labels.map((l: { label: string; value: string }) => [l.label, l.value])),
-    { team: "infra", "dev.devmachines.machine": "box", "dev.devmachines.network": "NAT", "dev.devmachines.user": "alice" },
+    { team: "infra", "tech.utkin.devmachines.runtime": "true", "dev.devmachines.machine": "box", "dev.devmachines.network": "NAT", "dev.devmachines.user": "alice" },
   );
   assert.equal(inputs.healthcheck, undefined, "the image's HEALTHCHECK is inherited, not overridden");
   assert.equal(inputs.wait, true, "pulumi up waits for the VM to be ready (the image's health check)");

@@ -8,9 +8,12 @@ import { containerSpec, defaultHostname, defaultMachineSettings, DEFAULTS, DISKS
 test("defaults: the runtime's own where it has them, the component's DEFAULTS elsewhere, and the default machine spells out the same", () => {
   assert.equal(DISKS_DIR, RUNTIME_DEFAULTS.disksDir);
   assert.equal(USER_DATA_PATH, RUNTIME_DEFAULTS.userDataFile);
-  assert.equal(DEFAULTS.graceSeconds, RUNTIME_DEFAULTS.graceSeconds);
+  // The component sets its own stop timeout, so its grace period need not fit Docker's default 10 s.
+  assert.ok(DEFAULTS.graceSeconds > RUNTIME_DEFAULTS.graceSeconds);
   const spec = containerSpec("plain", { sshKeys: [KEY], userData: "packages: [htop]\n" });
-  assert.equal(spec.env.GRACE_SECONDS, String(RUNTIME_DEFAULTS.graceSeconds));
+  assert.equal(spec.env.GRACE_SECONDS, String(DEFAULTS.graceSeconds));
+  assert.equal(spec.stopTimeoutSeconds, DEFAULTS.graceSeconds + DEFAULTS.stopMarginSeconds);
+  assert.equal(spec.labels["tech.utkin.devmachines.runtime"], "true", "the upstream inventory finds it");
   assert.equal(spec.env.NETWORK, RUNTIME_DEFAULTS.network);
   assert.equal(spec.env.ACCEL, RUNTIME_DEFAULTS.accel);
   assert.equal(spec.volumes[0]!.containerPath, RUNTIME_DEFAULTS.disksDir);

@@ -49,22 +49,33 @@ export interface LauncherConfig {
   accel: "auto" | "kvm" | "tcg";
   userData?: UserData;
   hostname: string;
-  baseImage: string;
-  disksDir: string;
+  /** BASE_IMAGE when set; otherwise chosen at start from the mounts (locations/plan.ts). */
+  baseImage?: string;
+  /** DISKS_DIR when set; otherwise chosen at start from the mounts (locations/plan.ts). */
+  disksDir?: string;
   ephemeral: boolean;
   graceSeconds: number;
   /** How long the guest may take to become ready before the health check turns unhealthy. */
   readyTimeoutSeconds: number;
 }
 
-/** Where things live in the runtime image, unless the environment says otherwise. */
+/**
+ * Where things live in the runtime image, unless the environment or the upstream project's
+ * mounts (/disks, /image: see locations/plan.ts) say otherwise.
+ */
 export const DEFAULTS = {
   baseImage: "/images/base.qcow2",
   disksDir: "/var/lib/devmachines",
   userDataFile: "/etc/devmachines/user-data",
   network: "NAT",
   accel: "auto",
-  graceSeconds: 60,
+  /**
+   * Seconds between SIGTERM and killing QEMU. It must fit inside the container's stop timeout
+   * (Docker's and compose's default: 10 s), with room for QEMU's quit (up to 3 s) and the
+   * launcher's exit, so that the launcher, not Docker's SIGKILL, ends the machine. A guest
+   * powers off in 2-3 s; set a longer GRACE_SECONDS together with a longer stop timeout.
+   */
+  graceSeconds: 6,
   /** READY_TIMEOUT: ten times a TCG boot (40-60 s), since a busy two-core host can take minutes; the image's HEALTHCHECK start period is the same. */
   readyTimeoutSeconds: 600,
   /** The guest's SSH port, forwarded from the same container port in NAT mode. */
@@ -110,8 +121,8 @@ const envSchema = z.object({
   DNS: dnsField.optional(),
   ACCEL: accelField.default(DEFAULTS.accel),
   HOSTNAME: hostnameField.optional(),
-  BASE_IMAGE: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.baseImage),
-  DISKS_DIR: z.string().startsWith("/", "must be an absolute path").default(DEFAULTS.disksDir),
+  BASE_IMAGE: z.string().startsWith("/", "must be an absolute path").optional(),
+  DISKS_DIR: z.string().startsWith("/", "must be an absolute path").optional(),
   EPHEMERAL: booleanField.optional(),
   GRACE_SECONDS: secondsField.optional(),
   READY_TIMEOUT: secondsField.refine((seconds) => seconds > 0, "must be at least 1 second").optional(),
@@ -305,8 +316,8 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       accel: env2.ACCEL,
       ...(userData !== undefined && { userData }),
       hostname: env2.HOSTNAME ?? osHostname(),
-      baseImage: env2.BASE_IMAGE,
-      disksDir: env2.DISKS_DIR,
+      ...(env2.BASE_IMAGE !== undefined && { baseImage: env2.BASE_IMAGE }),
+      ...(env2.DISKS_DIR !== undefined && { disksDir: env2.DISKS_DIR }),
       ephemeral: env2.EPHEMERAL ?? false,
       graceSeconds: env2.GRACE_SECONDS ?? DEFAULTS.graceSeconds,
       readyTimeoutSeconds: env2.READY_TIMEOUT ?? DEFAULTS.readyTimeoutSeconds,

@@ -1,13 +1,16 @@
 /** The whole plan of one start: what the dry run prints and what apply carries out. */
 import type { LauncherConfig } from "../config/schema.js";
+import type { LocationPlan } from "../locations/plan.js";
 import type { ContainerNetwork } from "../network/discover.js";
 import { planNetwork, type NetworkPlan } from "../network/plan.js";
 import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
-import { QEMU_BINARY, qemuArgs, type RunPaths } from "./qemu.js";
+import { QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
 
 export interface LaunchPlan {
+  /** Where the base image, the disks and the sockets are, and why. */
+  locations: LocationPlan;
   disk: DiskPlan;
   network: NetworkPlan;
   cloudInit: CloudInitFiles;
@@ -19,16 +22,28 @@ export interface LaunchPlan {
   argsFor(accel: Accel): string[];
 }
 
-export function planLaunch(config: LauncherConfig, facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts }, paths: RunPaths): LaunchPlan {
+/**
+ * `locations` is decided first (planLocations), since the disk facts are read from the paths
+ * it chose; `runDir` holds the run's files, its sockets go where `locations` says.
+ */
+export function planLaunch(
+  config: LauncherConfig,
+  facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts },
+  locations: LocationPlan,
+  runDir: string,
+): LaunchPlan {
   const accel = planAccel(config.accel, facts.accel);
+  const paths = runPaths(runDir, locations.socketsDir.path);
   const network = planNetwork(config, facts.network);
   const disk = planDisk(
-    { basePath: config.baseImage, disksDir: config.disksDir, storageBytes: config.storageBytes, ephemeral: config.ephemeral },
+    { basePath: locations.baseImage.path, disksDir: locations.disksDir.path, storageBytes: config.storageBytes, ephemeral: config.ephemeral },
     facts.disk,
   );
   const cloudInit = planCloudInit(config, network.networkConfig);
-  const input = { config, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
-  return { disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
+  // VNC as set; else on the sockets volume's vnc.sock when that is mounted (upstream served one there).
+  const vnc = config.vnc ?? (locations.vncSocket === undefined ? undefined : `unix:${locations.vncSocket}`);
+  const input = { config: { ...config, ...(vnc !== undefined && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
+  return { locations, disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
@@ -36,6 +51,7 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
   const { warning, ...accel } = plan.accel;
   return {
     qemu: { binary: QEMU_BINARY, args: plan.argsFor(accel.first) },
+    locations: plan.locations,
     cloudInit: { metaData: plan.cloudInit.metaData, userData: plan.cloudInit.userData, networkConfig: plan.cloudInit.networkConfig },
     disk: plan.disk,
     network: plan.network,

@@ -12,12 +12,13 @@ export interface RunPaths {
   state: string;
 }
 
-export function runPaths(dir: string): RunPaths {
+/** The run folder's files; QEMU's sockets go to `socketsDir` (/socks when mounted: locations/plan.ts). */
+export function runPaths(dir: string, socketsDir: string = dir): RunPaths {
   return {
     dir,
     seedIso: `${dir}/seed.iso`,
-    qmpSocket: `${dir}/qmp.sock`,
-    guestAgentSocket: `${dir}/qga.sock`,
+    qmpSocket: `${socketsDir}/qmp.sock`,
+    guestAgentSocket: `${socketsDir}/qga.sock`,
     state: `${dir}/state.json`,
   };
 }

@@ -5,7 +5,7 @@
  * left and assembles them.
  */
 import { parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
-import { DEFAULT_IMAGE, DEFAULTS, DISKS_DIR, GUEST_SSH_PORT, LABEL_PREFIX, USER_DATA_PATH } from "../defaults.js";
+import { DEFAULT_IMAGE, DEFAULTS, DISKS_DIR, GUEST_SSH_PORT, LABEL_PREFIX, UPSTREAM_LABEL, USER_DATA_PATH } from "../defaults.js";
 import type { ContainerSpec, MachineSettings, SpecContext, SpecFile, SpecVolume } from "../description.js";
 import { DevMachineConfigError } from "./errors.js";
 import { defaultHostname } from "./hostname.js";
@@ -64,6 +64,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
   const labels: Record<string, string> = {};
   for (const { label, value } of settings.labels ?? []) labels[label] = value;
   Object.assign(labels, {
+    [UPSTREAM_LABEL]: "true",
     [`${LABEL_PREFIX}.machine`]: name,
     [`${LABEL_PREFIX}.network`]: network,
     [`${LABEL_PREFIX}.user`]: users.loginUser,
