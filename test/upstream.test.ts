@@ -121,5 +121,9 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
     assert.match((await containerLogs(name)).launcher, /disk: reuse \/disks\/disk\.qcow2/);
     const ip2 = await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{break}}{{end}}", name]);
     assert.equal(await ssh({ host: ip2, port: 22, ...password }, "cat ~/note.txt"), "kept", "the disk lived on the /disks volume");
+
+    // The default GRACE_SECONDS fits Docker's own default stop timeout (10 s) as well.
+    await docker(["stop", "--time", "10", name]);
+    assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "0", "stopped cleanly within Docker's default 10 s");
   });
 });
