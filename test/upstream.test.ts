@@ -45,6 +45,16 @@ async function upstreamInventory(): Promise<{ name: string; host: string; port: 
   return hosts;
 }
 
+/** Waits for `healthy`; a failure carries the end of the guest's console and the launcher's log. */
+async function healthy(name: string, label: string): Promise<void> {
+  try {
+    await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress(label) });
+  } catch (error) {
+    const logs = await containerLogs(name, { tail: 40 }).catch(() => ({ console: "", launcher: "" }));
+    throw new Error(`${(error as Error).message}\n--- launcher\n${logs.launcher}\n--- console\n${logs.console}`);
+  }
+}
+
 describe("coming from the upstream project", { concurrency: 1 }, () => {
   test("the images carry the upstream label; the upstream mounts show in --dry-run; several images under /image are a clear error", async (t) => {
     if (!(await e2eAvailable(t))) return;
@@ -88,7 +98,7 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
     await run(["down", "--volumes"]).catch(() => undefined);
 
     await run(["up", "-d"]);
-    await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress("upstream 1") });
+    await healthy(name, "upstream 1");
     // The upstream quick start: ssh user@$VM_IP with the container's IP.
     const ip = await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{break}}{{end}}", name]);
     assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
@@ -117,7 +127,7 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
     // `down` removes the container (the named volumes stay), `up` makes a new one on them.
     await run(["down"]);
     await run(["up", "-d"]);
-    await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress("upstream 2") });
+    await healthy(name, "upstream 2");
     assert.match((await containerLogs(name)).launcher, /disk: reuse \/disks\/disk\.qcow2/);
     const ip2 = await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{break}}{{end}}", name]);
     assert.equal(await ssh({ host: ip2, port: 22, ...password }, "cat ~/note.txt"), "kept", "the disk lived on the /disks volume");
