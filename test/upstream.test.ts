@@ -121,8 +121,9 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
     // Within compose's stop_grace_period (60 s), the guest powers off and the launcher exits 0
     // by itself: a kill by Docker would be 137, a kill after GRACE_SECONDS 4.
     await run(["stop"]);
-    assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "0", "the guest powered off cleanly");
-    assert.match((await containerLogs(name)).launcher, /QEMU exited cleanly \(the guest powered off\)/);
+    const stopLog = (await containerLogs(name, { tail: 8 })).launcher;
+    assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "0", `the guest powered off cleanly:\n${stopLog}`);
+    assert.match(stopLog, /QEMU exited cleanly \(the guest powered off\)/);
 
     // `down` removes the container (the named volumes stay), `up` makes a new one on them.
     await run(["down"]);
@@ -134,6 +135,7 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
 
     // The default GRACE_SECONDS fits Docker's own default stop timeout (10 s) as well.
     await docker(["stop", "--time", "10", name]);
-    assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "0", "stopped cleanly within Docker's default 10 s");
+    const lastLog = (await containerLogs(name, { tail: 8 })).launcher;
+    assert.equal(await docker(["inspect", "--format", "{{.State.ExitCode}}", name]), "0", `stopped cleanly within Docker's default 10 s:\n${lastLog}`);
   });
 });
