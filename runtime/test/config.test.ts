@@ -25,7 +25,7 @@ test("a minimal environment gives a complete configuration with documented defau
     accel: "auto",
     hostname: "box",
     ephemeral: false,
-    graceSeconds: 6,
+    graceSeconds: 8,
     readyTimeoutSeconds: 600,
   });
 });

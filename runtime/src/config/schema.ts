@@ -71,11 +71,13 @@ export const DEFAULTS = {
   accel: "auto",
   /**
    * Seconds between SIGTERM and killing QEMU. It must fit inside the container's stop timeout
-   * (Docker's and compose's default: 10 s), with room for QEMU's quit (up to 3 s) and the
-   * launcher's exit, so that the launcher, not Docker's SIGKILL, ends the machine. A guest
-   * powers off in 2-3 s; set a longer GRACE_SECONDS together with a longer stop timeout.
+   * (Docker's and compose's default: 10 s), with room for QEMU's quit (immediate in practice,
+   * 3 s at worst) and the launcher's exit, so that the launcher, not Docker's SIGKILL, ends the
+   * machine. An idle host's guest powers off in 2-3 s, a busy one's took more than 6 s (TCG
+   * guests on two loaded cores): 8 s is the most that still fits 10 s. Set a longer
+   * GRACE_SECONDS together with a longer stop timeout.
    */
-  graceSeconds: 6,
+  graceSeconds: 8,
   /** READY_TIMEOUT: ten times a TCG boot (40-60 s), since a busy two-core host can take minutes; the image's HEALTHCHECK start period is the same. */
   readyTimeoutSeconds: 600,
   /** The guest's SSH port, forwarded from the same container port in NAT mode. */
