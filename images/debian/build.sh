@@ -270,6 +270,16 @@ Wants=systemd-udev-settle.service
 After=systemd-udev-settle.service
 EOF
 
+  # "Ready" must mean durable: host keys, users and seed files written by the earlier
+  # cloud-init stages sat in the guest's page cache for up to 30 s, and a machine killed
+  # (docker kill, docker rm -f) just after it was ready came back with zero-length host keys
+  # and no sshd. Syncing before the final stage, which prints the ready marker, closes that.
+  mkdir -p "$r/etc/systemd/system/cloud-final.service.d"
+  cat >"$r/etc/systemd/system/cloud-final.service.d/10-devmachines-sync.conf" <<'EOF'
+[Service]
+ExecStartPre=/bin/sync
+EOF
+
   # First-boot identity: cloud-init makes host keys, systemd makes the machine-id.
   rm -f "$r"/etc/ssh/ssh_host_*
   : >"$r/etc/machine-id"
