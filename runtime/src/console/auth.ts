@@ -85,7 +85,12 @@ export function originAllowed(request: RequestFacts): boolean {
     return false; // includes "null" (sandboxed frames, file: pages)
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return false;
-  return parsed.host.toLowerCase() === host.toLowerCase();
+  try {
+    // Read Host the same way, so a default port written out (`:443`) compares equal.
+    return parsed.host === new URL(`${parsed.protocol}//${host}`).host;
+  } catch {
+    return false;
+  }
 }
 
 /** The cookie's name for a server reached as `host` (its port, or the scheme's default). */
