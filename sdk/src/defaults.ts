@@ -24,6 +24,8 @@ export const USER_DATA_PATH: string = RUNTIME.userDataFile;
 /** The guest's SSH port: the container port NAT publishes, and the port BRIDGE reaches the VM at. */
 export const GUEST_SSH_PORT: number = RUNTIME.sshPort;
 export const LABEL_PREFIX = "dev.devmachines";
+/** The console server's container port (`CONSOLE_PORT`): noVNC's customary port, clear of the guest's forwards. */
+export const CONSOLE_CONTAINER_PORT = 6080;
 
 /** The component's defaults for the arguments a user leaves out. */
 export const DEFAULTS = {

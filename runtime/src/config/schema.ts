@@ -274,7 +274,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
 
   const consolePort = consolePortField.optional().safeParse(raw.CONSOLE_PORT);
   if (consolePort.success && consolePort.data !== undefined) {
-    if (consolePort.data === DEFAULTS.sshPort || ports.some((forward) => forward.protocol === "tcp" && forward.hostPort === consolePort.data)) {
+    if (consolePort.data === DEFAULTS.sshPort || ports.some((forward) => forward.protocol === "tcp" && forward.containerPort === consolePort.data)) {
       issues.push({ variable: "CONSOLE_PORT", value: raw.CONSOLE_PORT!, message: `is container port tcp/${consolePort.data}, which already forwards into the guest (SSH or PORTS)` });
     }
   } else if (raw.CONSOLE_TOKEN !== undefined && consolePort.success) {
