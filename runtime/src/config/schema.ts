@@ -303,6 +303,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       sudo: user.sudo ?? true,
     });
   }
+  if (env2.NETWORK === "BRIDGE" && env2.CONSOLE_PORT !== undefined) {
+    warnings.push("CONSOLE_PORT with NETWORK=BRIDGE: the VM owns the container's address, so a published port reaches the VM, not the console server; use docker exec NAME devmachines console, or NAT");
+  }
   if (env2.NETWORK === "BRIDGE" && ports.length > 0) {
     warnings.push("PORTS has no effect with NETWORK=BRIDGE: the VM owns the container's address, so every port of the VM is reachable there directly");
   }
