@@ -7,28 +7,25 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { ARTIFACTS, browserMissing, CANVAS_STATS, launchBrowser, until, type CanvasStats } from "./browser.js";
 import { WebSocket } from "ws";
 import { waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, progress, publishedPort, removeAll, REQUIRED } from "./support.js";
 
 const exec = promisify(execFile);
-const CHROMIUM = process.env.DEVMACHINES_CHROMIUM ?? "/usr/bin/chromium";
-const ARTIFACTS = fileURLToPath(new URL("../.cache/artifacts/console/", import.meta.url));
 const NAME = `dm-${process.env.DEVMACHINES_IMAGE_TAG ?? "test"}-console`;
 const TOKEN = "console-e2e-token-0123456789abcdef";
 const PASSWORD = "correct horse";
 
 /** Chromium is a Debian package (scripts/host-setup.sh installs it); without it the browser checks cannot run. */
 function browserAvailable(t: TestContext): boolean {
-  if (existsSync(CHROMIUM)) return true;
-  const reason = `no Chromium at ${CHROMIUM} (apt-get install chromium, or scripts/host-setup.sh)`;
+  const reason = browserMissing();
+  if (reason === undefined) return true;
   if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
   console.warn(`\n!!! SKIPPING BROWSER TEST "${t.name}": ${reason}.\n`);
   t.skip(reason);
@@ -107,7 +104,7 @@ describe("consoles in the browser", { concurrency: 1 }, () => {
     ]);
     booted = true;
     base = `http://127.0.0.1:${await publishedPort(NAME, 8080)}`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--headless=new"] });
+    browser = await launchBrowser();
     // The server starts before QEMU: wait until it answers.
     for (let attempt = 0; attempt < 60; attempt++) {
       if (await fetch(`${base}/`).then(() => true, () => false)) break;
@@ -218,23 +215,12 @@ describe("consoles in the browser", { concurrency: 1 }, () => {
     await context.setExtraHTTPHeaders({ authorization: `Bearer ${TOKEN}` });
     const page = await context.newPage();
     await page.goto(`${base}/vnc`);
-    await page.waitForFunction(`document.getElementById("status")?.textContent === "connected"`, undefined, { timeout: 120_000 });
+    await until(page, `document.getElementById("status")?.textContent === "connected"`, 120_000);
     // The guest's text console (getty on tty1) draws light text on black: wait for some of it.
     const deadline = Date.now() + BOOT_TIMEOUT_MS;
-    let stats = { width: 0, height: 0, lit: 0, colours: 0 };
+    let stats: CanvasStats = { width: 0, height: 0, lit: 0, colours: 0 };
     for (;;) {
-      stats = await page.evaluate(`(() => {
-        const canvas = document.querySelector("#screen canvas");
-        if (!canvas || canvas.width === 0) return { width: 0, height: 0, lit: 0, colours: 0 };
-        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        let lit = 0;
-        const colours = new Set();
-        for (let i = 0; i < data.length; i += 4) {
-          if (data[i] + data[i + 1] + data[i + 2] > 96) lit++;
-          colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-        }
-        return { width: canvas.width, height: canvas.height, lit, colours: colours.size };
-      })()`);
+      stats = await page.evaluate<CanvasStats>(CANVAS_STATS);
       if (stats.lit > 200 && stats.colours > 1) break;
       if (Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 2000));

@@ -166,6 +166,8 @@ export class ConsoleServer {
         return script(SERIAL_SCRIPT);
       case "/assets/vnc.js":
         return script(VNC_SCRIPT);
+      case "/favicon.ico":
+        return void response.writeHead(204, common).end(); // browsers ask; no 404 noise
     }
     let file = this.assets.files.get(path);
     for (const [prefix, root] of this.assets.folders) {
