@@ -15,7 +15,7 @@ import type { Browser } from "playwright-core";
 import { ARTIFACTS, browserMissing, CANVAS_STATS, launchBrowser, until, type CanvasStats } from "./browser.js";
 import { SerialHub } from "../runtime/src/console/serialHub.js";
 import { ConsoleServer } from "../runtime/src/console/server.js";
-import { REQUIRED } from "./support.js";
+import { skipOption } from "../runtime/test/fixtures/skip.js";
 
 const TOKEN = "browser-test-token-0123456789";
 
@@ -34,10 +34,9 @@ const hub: SerialHub = new SerialHub((data) => {
   return true;
 });
 
-const missing = browserMissing();
-const available = missing === undefined;
-if (missing && REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${missing}`);
-if (missing) console.warn(`\n!!! SKIPPING THE CONSOLE BROWSER TESTS: ${missing}\n`);
+// Under DEVMACHINES_E2E=required a missing Chromium runs the tests, which then fail on it.
+const skip = skipOption("the console browser tests", browserMissing(), "Install Debian's chromium (scripts/host-setup.sh)");
+const available = !skip;
 
 before(async () => {
   if (!available) return;
@@ -58,7 +57,7 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test("the serial page: ?token= becomes a cookie, the terminal shows the prompt and sends keystrokes, no page errors", { skip: !available }, async () => {
+test("the serial page: ?token= becomes a cookie, the terminal shows the prompt and sends keystrokes, no page errors", { skip }, async () => {
   const page = await browser!.newPage();
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
@@ -80,7 +79,7 @@ test("the serial page: ?token= becomes a cookie, the terminal shows the prompt a
   await page.close();
 });
 
-test("the screen page: noVNC connects through the proxy and draws QEMU's display", { skip: !available }, async () => {
+test("the screen page: noVNC connects through the proxy and draws QEMU's display", { skip }, async () => {
   const context = await browser!.newContext();
   await context.setExtraHTTPHeaders({ authorization: `Bearer ${TOKEN}` });
   const page = await context.newPage();

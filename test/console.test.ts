@@ -15,7 +15,8 @@ import type { Browser, Page } from "playwright-core";
 import { ARTIFACTS, browserMissing, CANVAS_STATS, launchBrowser, until, type CanvasStats } from "./browser.js";
 import { WebSocket } from "ws";
 import { waitHealthy } from "../sdk/src/run.js";
-import { BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, progress, publishedPort, removeAll, REQUIRED } from "./support.js";
+import { skipLoudly } from "../runtime/test/fixtures/skip.js";
+import { BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, progress, publishedPort, removeAll } from "./support.js";
 
 const exec = promisify(execFile);
 const NAME = `dm-${process.env.DEVMACHINES_IMAGE_TAG ?? "test"}-console`;
@@ -26,9 +27,7 @@ const PASSWORD = "correct horse";
 function browserAvailable(t: TestContext): boolean {
   const reason = browserMissing();
   if (reason === undefined) return true;
-  if (REQUIRED) throw new Error(`DEVMACHINES_E2E=required, but ${reason}`);
-  console.warn(`\n!!! SKIPPING BROWSER TEST "${t.name}": ${reason}.\n`);
-  t.skip(reason);
+  skipLoudly(t, reason);
   return false;
 }
 
