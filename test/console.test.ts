@@ -48,6 +48,11 @@ async function waitForTerminal(page: Page, pattern: RegExp, timeoutMs: number, f
   for (;;) {
     const text = (await terminalText(page)).slice(from);
     if (pattern.test(text)) return text;
+    // The guest gave up on its serial getty (udev did not announce ttyS0 within systemd's device
+    // timeout, seen on a host loaded far beyond its cores): no prompt will come, say so now.
+    if (/Dependency failed for .*serial-getty/.test(text)) {
+      throw new Error(`the guest's serial getty did not start (its ttyS0 device unit timed out), so there is no login: prompt; the console shows:\n${text.slice(-2000)}`);
+    }
     if (Date.now() > deadline) throw new Error(`the serial console did not show ${pattern} within ${timeoutMs / 1000}s; it shows:\n${text.slice(-2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
