@@ -102,18 +102,28 @@ export const SERIAL_SCRIPT = `"use strict";
   const encoder = new TextEncoder();
   let socket;
   let retry = 1000;
+  let replaying = false;
   const connect = () => {
     socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/serial");
     socket.binaryType = "arraybuffer";
+    // The first message replays recent output: the terminal must not answer the queries in it
+    // (cursor position reports and the like would reach the guest's shell as typed text).
+    let first = true;
     socket.onopen = () => { status.textContent = "connected"; retry = 1000; term.focus(); };
-    socket.onmessage = (event) => term.write(new Uint8Array(event.data));
+    socket.onmessage = (event) => {
+      const bytes = new Uint8Array(event.data);
+      if (!first) return term.write(bytes);
+      first = false;
+      replaying = true;
+      term.write(bytes, () => { replaying = false; });
+    };
     socket.onclose = (event) => {
       status.textContent = "disconnected" + (event.reason ? ": " + event.reason : "") + "; reconnecting";
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 15000);
     };
   };
-  term.onData((data) => { if (socket && socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data)); });
+  term.onData((data) => { if (!replaying && socket && socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data)); });
   term.onBinary((data) => {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(Uint8Array.from(data, (c) => c.charCodeAt(0) & 255));
   });
