@@ -6,8 +6,10 @@
 #
 # Paths inside the image:
 #   /opt/devmachines/runtime/dist/main.js   the launcher (ENTRYPOINT)
+#   /usr/local/bin/devmachines             `devmachines console`: attach to the guest's serial console
 #   /opt/devmachines/runtime/templates/     cloud-init mustache templates (found relative to dist/)
-#   /opt/devmachines/node_modules/          production dependencies only
+#   /opt/devmachines/node_modules/          production dependencies only (ws; xterm.js and noVNC,
+#                                           which the console server serves to browsers)
 #   /images/base.qcow2                      read-only guest base disk (BASE_IMAGE default); machine
 #                                           images such as devmachines/debian:13 put it there
 #   /var/lib/devmachines                    disks folder (DISKS_DIR default): the copy-on-write
@@ -74,6 +76,9 @@ COPY --from=build /prod/node_modules /opt/devmachines/node_modules
 COPY --from=build /src/runtime/package.json /opt/devmachines/runtime/package.json
 COPY runtime/templates /opt/devmachines/runtime/templates
 COPY --from=build /src/runtime/dist /opt/devmachines/runtime/dist
+# `docker exec -it NAME devmachines console` attaches to the guest's serial console.
+RUN printf '#!/bin/sh\nexec node /opt/devmachines/runtime/dist/cli.js "$@"\n' >/usr/local/bin/devmachines \
+ && chmod 755 /usr/local/bin/devmachines
 
 ENV NODE_ENV=production
 LABEL org.opencontainers.image.title="DevMachines runtime" \

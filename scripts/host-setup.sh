@@ -10,6 +10,7 @@ PACKAGES=(
   genisoimage                       # cloud-init seed ISOs in tests
   iproute2 socat openssh-client     # network namespaces, sockets, SSH into guests
   debootstrap                       # building the base image and the guest offline
+  chromium                          # the consoles' browser tests (driven by playwright-core)
   fdisk grub-pc-bin grub2-common e2fsprogs dosfstools  # partitioning and booting the guest disk
   ca-certificates
 )

@@ -31,10 +31,10 @@ test("the schema exposes both components with documented inputs and outputs", as
   for (const input of ["cpu", "memory", "storage", "user", "password", "sshKeys", "users", "network", "ports", "image", "persistent", "keepDisk", "userData", "hostname", "vnc", "accel", "labels", "restart", "dockerNetwork"]) {
     assert.ok(machine.inputProperties[input], `DevMachine input ${input}`);
   }
-  for (const output of ["containerId", "containerName", "ipAddress", "sshHost", "sshPort", "sshCommand", "volumeName"]) {
+  for (const output of ["containerId", "containerName", "ipAddress", "sshHost", "sshPort", "sshCommand", "volumeName", "consoleUrl"]) {
     assert.ok(machine.properties[output], `DevMachine output ${output}`);
   }
-  for (const output of ["machines", "sshConfig", "ansibleInventory"]) assert.ok(group.properties[output], `DevMachineGroup output ${output}`);
+  for (const output of ["machines", "sshConfig", "ansibleInventory", "consoleUrls"]) assert.ok(group.properties[output], `DevMachineGroup output ${output}`);
   assert.deepEqual(
     schema.types["devmachines:index:NetworkMode"].enum.map((member: { value: string }) => member.value),
     ["NAT", "BRIDGE"],

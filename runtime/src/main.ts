@@ -24,6 +24,7 @@ import { checkHealth, missingStage, waitForSsh, writeState, type BootProgress } 
 import { isGuestText, superviseQemu } from "./supervise/supervisor.js";
 import { discoverLocations } from "./locations/discover.js";
 import { planLocations, type LocationPlan } from "./locations/plan.js";
+import { startConsoles } from "./console/index.js";
 
 const RUN_DIR = process.env.DEVMACHINES_RUN_DIR ?? "/run/devmachines";
 
@@ -107,6 +108,10 @@ async function run(): Promise<ExitCodeValue> {
   // Container port 22 reaches the guest's SSH in both modes (BRIDGE: over the management link).
   const ssh = { host: "127.0.0.1", port: DEFAULTS.sshPort };
   let finished = false;
+  const consoles = await startConsoles({ console: config.console, machine: config.hostname, paths: plan.paths, log }).catch(async (error: Error) => {
+    await bridge?.undo().catch(() => undefined);
+    throw new LauncherError(error.message, ExitCode.Host);
+  });
   try {
     log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
     if (plan.disk.action !== "create") {
@@ -138,6 +143,7 @@ async function run(): Promise<ExitCodeValue> {
           readyMarker: plan.readyMarker,
           qmpSocket: plan.paths.qmpSocket,
           graceSeconds: config.graceSeconds,
+          onSerialData: consoles.onSerialData,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
             const error = await rememberKvmFailure(kvmVerdictPath(plan.locations.disksDir.path), host ?? (await readHostIdentity(QEMU_BINARY)), reason);
@@ -150,6 +156,7 @@ async function run(): Promise<ExitCodeValue> {
           },
         },
         (supervisor) => {
+          consoles.attach(supervisor);
           supervisor.onSerialLine((line) => {
             seen.serialOutput = true;
             if (isGuestText(line)) seen.guestText = true;
@@ -175,6 +182,7 @@ async function run(): Promise<ExitCodeValue> {
   } finally {
     finished = true;
     await writeState(plan.paths.state, { phase: "stopped" }).catch(() => undefined);
+    await consoles.close().catch(() => undefined);
     // A teardown problem is reported, but the guest's own outcome stays the exit code.
     await bridge?.undo().catch((error: unknown) => log(`warning: ${(error as Error).message}`));
   }

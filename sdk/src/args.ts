@@ -123,6 +123,12 @@ export interface MachineSettingsArgs {
   hostname?: pulumi.Input<string>;
   /** QEMU `-vnc` argument (e.g. `:0`), publishes nothing by itself; add the VNC port to `ports` if you need it. Default: no display. */
   vnc?: pulumi.Input<string>;
+  /**
+   * The browser consoles: the guest's serial console (xterm.js) and screen (noVNC), served by
+   * the launcher behind a token on container port 6080 (NAT mode only). Default: off.
+   * The component's `consoleUrl` output holds the address with the token.
+   */
+  consoles?: ConsolesArgs;
   /** auto (default), kvm or tcg. */
   accel?: pulumi.Input<Accel>;
   /** Extra labels on the container (the component adds its own `dev.devmachines.*` labels). */
@@ -137,6 +143,18 @@ export interface MachineSettingsArgs {
   readyTimeoutSeconds?: pulumi.Input<number>;
   /** The address users reach the Docker host at, used in `sshHost`/`sshCommand`. Default 127.0.0.1 (the local Docker Engine). */
   sshHost?: pulumi.Input<string>;
+}
+
+/** The browser consoles of a machine (`consoles`). */
+export interface ConsolesArgs {
+  /** Host port to publish the console server on (at `sshHostIp`). Default: Docker picks a free one; `consoleUrl` names it. */
+  port?: pulumi.Input<number>;
+  /**
+   * The token that opens the consoles (16-512 characters: letters, digits, `._~+/=:@!$&'()*-`).
+   * A Pulumi secret; reaches the container as a file (`CONSOLE_TOKEN_FILE`). Default: a random
+   * one per machine (`@pulumi/random`), kept in the stack's state.
+   */
+  token?: pulumi.Input<string>;
 }
 
 /** The arguments of a `DevMachine`. */

@@ -26,6 +26,8 @@ export const GUEST_SSH_PORT: number = RUNTIME.sshPort;
 export const LABEL_PREFIX = "dev.devmachines";
 /** The upstream project's label: its Ansible inventory (devmachines.core) finds machines by it. */
 export const UPSTREAM_LABEL = "tech.utkin.devmachines.runtime";
+/** The console server's container port (`CONSOLE_PORT`): noVNC's customary port, clear of the guest's forwards. */
+export const CONSOLE_CONTAINER_PORT = 6080;
 
 /** The component's defaults for the arguments a user leaves out. */
 export const DEFAULTS = {

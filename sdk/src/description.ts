@@ -89,6 +89,8 @@ export interface MachineAccess {
   sshHost?: string;
   /** Published host port, or 22 in BRIDGE mode; undefined when Docker picks it. */
   sshPort?: number;
+  /** With `consoles`: the console server's container port, and its host port when fixed. */
+  console?: { containerPort: number; hostPort?: number };
 }
 
 /** Where a group or the caller wants extra context in the description. */

@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import type { DevMachineArgs } from "./args.js";
 import { containerArgs, volumeArgs } from "./container.js";
 import type { ContainerSpec, SpecContext } from "./description.js";
@@ -53,13 +54,22 @@ export class DevMachine extends pulumi.ComponentResource {
   public readonly sshCommand: pulumi.Output<string>;
   /** The Docker volume holding the VM's disk; empty when not persistent. */
   public readonly volumeName: pulumi.Output<string>;
+  /** With `consoles`: the console server's address with its token (`http://HOST:PORT/?token=...`), a secret. Empty otherwise. */
+  public readonly consoleUrl: pulumi.Output<string>;
 
   constructor(name: string, args: DevMachineArgs, opts?: DevMachineOptions) {
     const { placement, spec: built, containerDependsOn = [], ...options } = opts ?? {};
     super("devmachines:index:DevMachine", name, {}, options);
     args = args ?? {};
     // Plain arguments are checked now, so a bad value fails at once with the runtime's message.
-    const spec = built ?? machineSpec(name, args, placement);
+    let spec = built ?? machineSpec(name, args, placement);
+    // A console without a token of its own gets a random one per machine, kept (secret) in the
+    // stack's state; the description is built again with it (the first build checked the rest).
+    if (args.consoles && args.consoles.token === undefined) {
+      const token = new random.RandomPassword(`${name}-console-token`, { length: 32, special: false }, { parent: this });
+      args = { ...args, consoles: { ...args.consoles, token: token.result } };
+      spec = machineSpec(name, args, placement);
+    }
 
     const volume =
       args.persistent === false
@@ -88,6 +98,15 @@ export class DevMachine extends pulumi.ComponentResource {
     this.sshUser = spec.apply((s) => secretIf(s.access.user, s.secrets.other));
     this.sshCommand = pulumi.interpolate`ssh -p ${this.sshPort} ${this.sshUser}@${this.sshHost}`;
     this.volumeName = volume ? volume.name : pulumi.output("");
+    const consoleToken = args.consoles ? pulumi.output(args.consoles.token) : undefined;
+    this.consoleUrl = pulumi.secret(
+      pulumi.all([spec, container.ports, this.sshHost, consoleToken]).apply(([s, ports, host, token]) => {
+        const console = s.access.console;
+        if (!console || token === undefined) return "";
+        const published = ports?.find((port) => port.internal === console.containerPort)?.external ?? console.hostPort;
+        return `http://${host.includes(":") ? `[${host}]` : host}:${published}/?token=${encodeURIComponent(token)}`;
+      }),
+    );
 
     this.registerOutputs({
       containerId: this.containerId,
@@ -98,6 +117,7 @@ export class DevMachine extends pulumi.ComponentResource {
       sshUser: this.sshUser,
       sshCommand: this.sshCommand,
       volumeName: this.volumeName,
+      consoleUrl: this.consoleUrl,
     });
   }
 

@@ -33,6 +33,8 @@ export class DevMachineGroup extends pulumi.ComponentResource {
   public readonly sshConfig: pulumi.Output<string>;
   /** An Ansible YAML inventory: a group named after this component, one child group per Docker host. */
   public readonly ansibleInventory: pulumi.Output<string>;
+  /** With `consoles`: each machine's console address with its own token, by machine name (a secret). */
+  public readonly consoleUrls: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: DevMachineGroupArgs, opts?: DevMachineGroupOptions) {
     const { dockerProviders, ...options } = opts ?? {};
@@ -118,7 +120,14 @@ export class DevMachineGroup extends pulumi.ComponentResource {
     this.sshConfig = this.machines.apply((all) => sshConfig(Object.values(all)));
     this.ansibleInventory = this.machines.apply((all) => ansibleInventory(name, Object.values(all)));
 
-    this.registerOutputs({ machines: this.machines, sshConfig: this.sshConfig, ansibleInventory: this.ansibleInventory });
+    // Each machine has its own token (DevMachine generates one per machine): one address each.
+    this.consoleUrls = pulumi.secret(
+      pulumi
+        .all(placed.map((machine) => machines[machine.name]!.consoleUrl.apply((url) => [machine.name, url] as const)))
+        .apply((pairs) => Object.fromEntries(pairs.filter(([, url]) => url !== ""))),
+    );
+
+    this.registerOutputs({ machines: this.machines, sshConfig: this.sshConfig, ansibleInventory: this.ansibleInventory, consoleUrls: this.consoleUrls });
   }
 
   /** The DevMachine components by name (TypeScript). */

@@ -30,6 +30,11 @@ pulumi.runtime.setMocks(
         state.ports = (unsecretInput(args.inputs.ports) ?? []).map((port: any) => ({ ...port, external: port.external ?? nextPort++ }));
         state.networkDatas = [{ networkName: unsecretInput(args.inputs.networksAdvanced)?.[0]?.name ?? "bridge", ipAddress: `172.30.0.${recorded.length}` }];
       }
+      if (args.type === "random:index/randomPassword:RandomPassword") {
+        // What @pulumi/random would generate: `length` letters and digits, different per resource.
+        const seed = `${args.name}-0123456789abcdefghijklmnopqrstuvwxyz`.replace(/[^A-Za-z0-9]/g, "");
+        state.result = seed.repeat(4).slice(0, Number(args.inputs.length));
+      }
       return { id: `${args.name}-id`, state };
     },
     call(args) {

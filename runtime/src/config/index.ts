@@ -1,4 +1,5 @@
 /** The configuration rules, shared by the launcher and the Pulumi components. */
+export * from "./console.js";
 export * from "./fields.js";
 export * from "./ports.js";
 export * from "./schema.js";

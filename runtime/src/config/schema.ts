@@ -23,6 +23,7 @@ import {
   userNameField,
   vncField,
 } from "./fields.js";
+import { consolePortField, consoleTokenField, type ConsoleConfig } from "./console.js";
 import type { PortForward } from "./ports.js";
 import { splitSshKeys } from "./sshKeys.js";
 import { parseUserData, type UserData } from "./userData.js";
@@ -44,6 +45,8 @@ export interface LauncherConfig {
   /** Forwards from the container into the guest (NAT only); SSH's container:22 -> guest:22 comes first. */
   ports: PortForward[];
   vnc?: string;
+  /** The browser consoles' HTTP server (CONSOLE_PORT); off when absent. */
+  console?: ConsoleConfig;
   /** Resolvers for the guest instead of the ones discovered from the container (empty: discovered). */
   dns: string[];
   accel: "auto" | "kvm" | "tcg";
@@ -85,10 +88,10 @@ export const DEFAULTS = {
 } as const;
 
 /** Variables that can also be read from a file named by `NAME_FILE` (Docker-secrets convention). */
-const FROM_FILE = new Set(["PASSWORD", "PASSWORD_HASH", "SSH_KEYS", "USERS"]);
+const FROM_FILE = new Set(["PASSWORD", "PASSWORD_HASH", "SSH_KEYS", "USERS", "CONSOLE_TOKEN"]);
 
 /** Variables whose values are secret: never echoed in messages. */
-const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "PASSWORD_HASH_FILE", "USERS", "USERS_FILE"]);
+const SECRET = new Set(["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH", "PASSWORD_HASH_FILE", "USERS", "USERS_FILE", "CONSOLE_TOKEN"]);
 
 export interface ConfigIssue {
   /** The variable, with a path inside it for JSON values (`USERS[0].name`). */
@@ -120,6 +123,8 @@ const envSchema = z.object({
   NETWORK: networkField.default(DEFAULTS.network),
   PORTS: portsField.optional(),
   VNC: vncField.optional(),
+  CONSOLE_PORT: consolePortField.optional(),
+  CONSOLE_TOKEN: consoleTokenField.optional(),
   DNS: dnsField.optional(),
   ACCEL: accelField.default(DEFAULTS.accel),
   HOSTNAME: hostnameField.optional(),
@@ -173,6 +178,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       issues.push({ variable: sourceOf("USERS"), message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
     }
   }
+  const consoleToken = fromFile("CONSOLE_TOKEN")?.replace(/\r?\n$/, "");
   const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);
 
   const raw = {
@@ -187,6 +193,8 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     NETWORK: value("NETWORK")?.toUpperCase(),
     PORTS: value("PORTS"),
     VNC: value("VNC"),
+    CONSOLE_PORT: value("CONSOLE_PORT"),
+    CONSOLE_TOKEN: consoleToken,
     DNS: value("DNS"),
     ACCEL: value("ACCEL")?.toLowerCase(),
     HOSTNAME: value("HOSTNAME"),
@@ -277,6 +285,15 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
   }
 
+  const consolePort = consolePortField.optional().safeParse(raw.CONSOLE_PORT);
+  if (consolePort.success && consolePort.data !== undefined) {
+    if (consolePort.data === DEFAULTS.sshPort || ports.some((forward) => forward.protocol === "tcp" && forward.containerPort === consolePort.data)) {
+      issues.push({ variable: "CONSOLE_PORT", value: raw.CONSOLE_PORT!, message: `is container port tcp/${consolePort.data}, which already forwards into the guest (SSH or PORTS)` });
+    }
+  } else if (raw.CONSOLE_TOKEN !== undefined && consolePort.success) {
+    issues.push({ variable: sourceOf("CONSOLE_TOKEN"), message: "is set without CONSOLE_PORT: the console server is off, so the token would protect nothing" });
+  }
+
   if (!parsed.success || issues.length > 0) return { ok: false, issues };
   const env2 = parsed.data;
 
@@ -299,6 +316,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       sudo: user.sudo ?? true,
     });
   }
+  if (env2.NETWORK === "BRIDGE" && env2.CONSOLE_PORT !== undefined) {
+    warnings.push("CONSOLE_PORT with NETWORK=BRIDGE: the VM owns the container's address, so a published port reaches the VM, not the console server; use docker exec NAME devmachines console, or NAT");
+  }
   if (env2.NETWORK === "BRIDGE" && ports.length > 0) {
     warnings.push("PORTS has no effect with NETWORK=BRIDGE: the VM owns the container's address, so every port of the VM is reachable there directly");
   }
@@ -314,6 +334,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       network: env2.NETWORK,
       ports,
       ...(env2.VNC !== undefined && { vnc: env2.VNC }),
+      ...(env2.CONSOLE_PORT !== undefined && {
+        console: { port: env2.CONSOLE_PORT, ...(env2.CONSOLE_TOKEN !== undefined && { token: env2.CONSOLE_TOKEN }) },
+      }),
       dns: env2.DNS ?? [],
       accel: env2.ACCEL,
       ...(userData !== undefined && { userData }),

@@ -10,6 +10,10 @@ export interface RunPaths {
   qmpSocket: string;
   guestAgentSocket: string;
   state: string;
+  /** The guest's serial console as a Unix socket (`devmachines console`, socat), with CONSOLE_PORT. */
+  serialSocket: string;
+  /** QEMU's VNC server as a Unix socket, behind the browser console's noVNC proxy. */
+  vncSocket: string;
 }
 
 /** The run folder's files; QEMU's sockets go to `socketsDir` (/socks when mounted: locations/plan.ts). */
@@ -20,11 +24,13 @@ export function runPaths(dir: string, socketsDir: string = dir): RunPaths {
     qmpSocket: `${socketsDir}/qmp.sock`,
     guestAgentSocket: `${socketsDir}/qga.sock`,
     state: `${dir}/state.json`,
+    serialSocket: `${dir}/serial.sock`,
+    vncSocket: `${dir}/vnc.sock`,
   };
 }
 
 export interface QemuPlanInput {
-  config: Pick<LauncherConfig, "cpu" | "memoryBytes" | "hostname" | "vnc">;
+  config: Pick<LauncherConfig, "cpu" | "memoryBytes" | "hostname" | "vnc" | "console">;
   overlayPath: string;
   networkArgs: string[];
   paths: RunPaths;
@@ -60,8 +66,21 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
     // The guest's serial console is QEMU's stdout, which the launcher forwards to `docker logs`.
     "-serial", "stdio",
     "-monitor", "none",
-    ...(config.vnc ? ["-device", "VGA", "-vnc", config.vnc] : ["-display", "none"]),
+    ...displayArgs(config, paths),
   ];
+}
+
+/**
+ * A VGA card once any VNC server is asked for: the raw `VNC` one, and the browser console's
+ * on a Unix socket only the launcher reaches (QEMU runs several VNC servers given distinct ids).
+ */
+function displayArgs(config: QemuPlanInput["config"], paths: RunPaths): string[] {
+  const servers = [
+    ...(config.vnc ? [config.vnc] : []),
+    ...(config.console ? [`unix:${escapeOption(paths.vncSocket)},id=devmachines-console`] : []),
+  ];
+  if (servers.length === 0) return ["-display", "none"];
+  return ["-device", "VGA", ...servers.flatMap((server) => ["-vnc", server])];
 }
 
 /** QEMU option values use "," as a separator; a literal comma is written twice. */

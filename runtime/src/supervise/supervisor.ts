@@ -60,6 +60,8 @@ export interface SuperviseOptions {
   onKvmFailure?: (reason: string) => Promise<void>;
   /** Called once when SIGTERM/SIGINT asks the VM to stop. */
   onStopRequested?: (reason: string) => void;
+  /** Called with the serial console's raw bytes as they come (prompts without a line ending too). */
+  onSerialData?: (data: Buffer) => void;
   /** Where the serial console goes. Default process.stdout (so `docker logs` shows the boot). */
   serialOut?: Writable;
   /** Where QEMU's stderr and the supervisor's `devmachines:` lines go. Default process.stderr. */
@@ -109,6 +111,7 @@ interface Run {
 export class QemuSupervisor {
   private readonly opts: Required<Pick<SuperviseOptions, "serialOut" | "logOut" | "progressBounds">> & SuperviseOptions;
   private readonly lineListeners = new Set<(line: string) => void>();
+  private readonly dataListeners = new Set<(data: Buffer) => void>();
   private readonly readyListeners = new Set<() => void>();
   private ready = false;
   private stopReason: string | undefined;
@@ -126,12 +129,31 @@ export class QemuSupervisor {
       serialOut: options.serialOut ?? process.stdout,
       logOut: options.logOut ?? process.stderr,
     };
+    if (options.onSerialData) this.dataListeners.add(options.onSerialData);
   }
 
   /** Subscribes to serial console lines. Returns an unsubscribe function. */
   onSerialLine(listener: (line: string) => void): () => void {
     this.lineListeners.add(listener);
     return () => this.lineListeners.delete(listener);
+  }
+
+  /** Subscribes to the serial console's raw bytes. Returns an unsubscribe function. */
+  onSerialData(listener: (data: Buffer) => void): () => void {
+    this.dataListeners.add(listener);
+    return () => this.dataListeners.delete(listener);
+  }
+
+  /**
+   * Types into the guest's serial console (QEMU's stdin is the serial port's input).
+   * Dropped while no QEMU runs; returns whether it was passed on.
+   */
+  writeSerial(data: Buffer | string): boolean {
+    const run = this.current;
+    const stdin = run?.child.stdin;
+    if (!run || run.exited || !stdin || stdin.destroyed || !stdin.writable) return false;
+    stdin.write(data);
+    return true;
   }
 
   /** Calls `listener` once the ready marker appears (at once if it already has). */
@@ -289,7 +311,8 @@ export class QemuSupervisor {
 
     const [wrapper, ...wrapperArgs] = SETPRIV;
     const child = execa(wrapper!, [...wrapperArgs, this.opts.binary, ...argv], {
-      stdin: "ignore",
+      // A pipe, not "ignore": the consoles type into the guest's serial port through it.
+      stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
       buffer: false,
@@ -310,6 +333,11 @@ export class QemuSupervisor {
     this.log(`started QEMU (pid ${child.pid ?? "?"}) under ${accel === "kvm" ? "KVM" : "TCG"}${how}`);
 
     child.stdout!.once("data", () => (run.firstOutputMs ??= Date.now() - run.startedAt));
+    // QEMU exiting closes its end; a late keystroke must not crash the launcher with EPIPE.
+    child.stdin?.on("error", () => {});
+    child.stdout!.on("data", (data: Buffer) => {
+      for (const listener of [...this.dataListeners]) listener(data);
+    });
     const serialDone = pumpLines(child.stdout!, (line) => this.onSerial(run, line));
     const stderrDone = pumpLines(child.stderr!, (line) => {
       this.opts.logOut.write(`${line}\n`);

@@ -7,6 +7,7 @@
 import { parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
 import { DEFAULT_IMAGE, DEFAULTS, DISKS_DIR, GUEST_SSH_PORT, LABEL_PREFIX, UPSTREAM_LABEL, USER_DATA_PATH } from "../defaults.js";
 import type { ContainerSpec, MachineSettings, SpecContext, SpecFile, SpecVolume } from "../description.js";
+import { consolesPart } from "./consoles.js";
 import { DevMachineConfigError } from "./errors.js";
 import { defaultHostname } from "./hostname.js";
 import { portsPart } from "./ports.js";
@@ -31,6 +32,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
   const secrecy = secrecyOf(context.secretSettings);
   const users = usersPart(settings, secrecy);
   const ports = portsPart(settings, network);
+  const consoles = consolesPart(settings, network);
 
   const env: Record<string, string> = {
     CPU: String(settings.cpu ?? DEFAULTS.cpu),
@@ -42,16 +44,17 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     GRACE_SECONDS: String(graceSeconds),
     ...users.env,
     ...ports.env,
+    ...consoles.env,
     ...(settings.vnc !== undefined && { VNC: settings.vnc }),
   };
-  const files: SpecFile[] = [...users.files];
+  const files: SpecFile[] = [...users.files, ...consoles.files];
   if (settings.userData !== undefined) {
     const secret = secrecy.of("userData");
     files.push({ path: USER_DATA_PATH, content: settings.userData, mode: secret ? "0400" : "0444", secret });
   }
 
   // The runtime's own parser is the judge: same rules, same messages as the container.
-  const issues: ConfigIssue[] = [...users.issues, ...ports.issues];
+  const issues: ConfigIssue[] = [...users.issues, ...ports.issues, ...consoles.issues];
   const fileContent = new Map(files.map((file) => [file.path, file.content]));
   const parsed = parseConfig(env, (path) => fileContent.get(path));
   if (!parsed.ok) issues.push(...parsed.issues);
@@ -86,7 +89,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     devices: ["/dev/kvm", "/dev/net/tun"],
     // NET_ADMIN and nothing broader: enough for the bridge, the TAP and the address move.
     capAdd: ["NET_ADMIN"],
-    ports: ports.published,
+    ports: [...ports.published, ...consoles.published],
     volumes,
     labels,
     secrets: secrecy.parts,
@@ -100,6 +103,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
       network,
       ...(network === "NAT" && { sshHost: settings.sshHost ?? DEFAULTS.sshHost }),
       ...(network === "NAT" ? settings.sshPort !== undefined && { sshPort: settings.sshPort } : { sshPort: GUEST_SSH_PORT }),
+      ...(consoles.access && { console: consoles.access }),
     },
   };
 }

@@ -28,6 +28,9 @@ const ARGUMENT_OF: Readonly<Record<string, keyof DevMachineArgs>> = {
   USER_DATA_FILE: "userData",
   HOSTNAME: "hostname",
   GRACE_SECONDS: "graceSeconds",
+  CONSOLE_PORT: "consoles",
+  CONSOLE_TOKEN: "consoles",
+  CONSOLE_TOKEN_FILE: "consoles",
 };
 
 /** The runtime refused the settings; `issues` name the container variable, the message says which argument. */

@@ -42,6 +42,9 @@ const REACHES = {
   graceSeconds: ["env", "other"],
   readyTimeoutSeconds: ["other"],
   sshHost: ["other"],
+  // The token reaches only its file, which is always secret; the port is plain (a secret port
+  // would make every container argument secret for a number).
+  consoles: ["file"],
   // The default host name (HOSTNAME) derives from it.
   containerName: ["env", "other"],
 } as const satisfies Record<keyof DevMachineArgs, readonly Part[]>;
