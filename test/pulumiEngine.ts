@@ -49,7 +49,7 @@ export class TestStack {
   }
 
   /** Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure. */
-  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<PulumiResult> {
+  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number; secret?: string } = {}): Promise<PulumiResult> {
     // The stack flags go before a `--` (after it everything is a value).
     const end = args.includes("--") ? args.indexOf("--") : args.length;
     const full = [...args.slice(0, end), "--stack", this.name, "--non-interactive", ...args.slice(end)];
@@ -60,7 +60,10 @@ export class TestStack {
           resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
         });
     });
-    await appendFile(this.logFile, `$ pulumi ${full.join(" ")}\n${result.stdout}\n${result.stderr}\n`);
+    // The command line is ours, not the engine's: a secret we pass on it is masked, so that the
+    // log holds the engine's own output plainly, for the checks that no secret leaks there.
+    const commandLine = full.map((arg) => (options.secret !== undefined && arg === options.secret ? "[secret]" : arg)).join(" ");
+    await appendFile(this.logFile, `$ pulumi ${commandLine}\n${result.stdout}\n${result.stderr}\n`);
     if (result.code !== 0 && !options.allowFailure) {
       throw new Error(`pulumi ${args.join(" ")} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
     }
@@ -68,7 +71,7 @@ export class TestStack {
   }
 
   async config(key: string, value: string, secret = false): Promise<void> {
-    await this.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--", key, value]);
+    await this.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--", key, value], secret ? { secret: value } : {});
   }
 
   async output(name: string): Promise<string> {
