@@ -27,7 +27,7 @@ async function exists(kind: "container" | "volume", name: string): Promise<boole
   return docker([kind, "inspect", name]).then(() => true, () => false);
 }
 
-test("examples/single with the real engine: up, SSH, secrets, no diff, no drift, update keeps the disk, destroy", { timeout: 4 * BOOT_TIMEOUT_MS }, async (t) => {
+test("examples/single with the real engine: up, SSH, secrets, no diff, update keeps the disk, destroy", { timeout: 4 * BOOT_TIMEOUT_MS }, async (t) => {
   if (!(await engineAvailable(t))) return;
   const key = await makeKeyPair();
   const name = unique("single");
