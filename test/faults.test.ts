@@ -253,7 +253,9 @@ describe("faults: nothing lost", { concurrency: 1 }, () => {
     log(`second engine up, ${MACHINE_IMAGE} loaded in ${Math.round((Date.now() - loadStarted) / 1000)} s`);
 
     const port = await freePort();
-    await docker(["run", "-d", "--restart", "unless-stopped", "-p", `127.0.0.1:${port}:22`, ...machineArgs(name, volume)], options);
+    // The engine stops it with its 90 s stop timeout: a grace period to match, so a busy host's
+    // slow power-off is not cut short at the default 8 s (seen beside another booting guest).
+    await docker(["run", "-d", "--restart", "unless-stopped", "-p", `127.0.0.1:${port}:22`, ...machineArgs(name, volume, ["-e", "GRACE_SECONDS=60"])], options);
     await waitHealthy(name, { ...options, timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress(name) });
     const target = { host: "127.0.0.1", port, user: "dev", key };
     await ssh(target, "echo survives-dockerd > ~/kept.txt && sync");
