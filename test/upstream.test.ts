@@ -59,7 +59,8 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
   test("the images carry the upstream label; the upstream mounts show in --dry-run; several images under /image are a clear error", async (t) => {
     if (!(await e2eAvailable(t))) return;
     assert.equal(await docker(["image", "inspect", "--format", `{{index .Config.Labels "${LABEL}"}}`, MACHINE_IMAGE]), "true");
-    const runtimeImage = MACHINE_IMAGE.replace("devmachines/debian:", "devmachines/runtime:");
+    // The runtime image npm run images built beside the machine image (scripts/images.ts names it).
+    const runtimeImage = `devmachines/runtime:${process.env.DEVMACHINES_IMAGE_TAG ?? "latest"}`;
     assert.equal(await docker(["image", "inspect", "--format", `{{index .Config.Labels "${LABEL}"}}`, runtimeImage]), "true");
 
     const volumes = ["dm-upstream-dry-disks", "dm-upstream-dry-socks"];
