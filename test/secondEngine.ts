@@ -70,10 +70,18 @@ export class SecondEngine {
     const timer = setTimeout(() => process.kill(pid, "SIGKILL"), stopTimeoutMs);
     await exited;
     clearTimeout(timer);
-    await this.launch();
+    const hostBridgeBefore = await linkExists("docker0");
+    // Without the address pool: dockerd, when it starts over a data root that holds a default
+    // "bridge" network and has --default-address-pool set, deletes the link named docker0 (moby's
+    // removeDefaultBridgeInterface, a hard-coded name): the FIRST engine's bridge, which broke
+    // every later test on this host. Networks made before the restart keep their subnets.
+    await this.launch({ addressPool: false });
+    if (hostBridgeBefore && !(await linkExists("docker0"))) {
+      throw new Error("restarting the second dockerd deleted the first engine's docker0 bridge");
+    }
   }
 
-  private async launch(): Promise<void> {
+  private async launch({ addressPool = true } = {}): Promise<void> {
     const logFile = createWriteStream(join(this.base, "dockerd.log"), { flags: "a" });
     this.process = spawn(
       "dockerd",
@@ -87,7 +95,7 @@ export class SecondEngine {
         "--ip6tables=false",
         "--ip-masq=false",
         // Its own address pool, so the group network it creates cannot overlap the first engine's.
-        "--default-address-pool", `base=${this.addressPool},size=24`,
+        ...(addressPool ? ["--default-address-pool", `base=${this.addressPool},size=24`] : []),
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -141,4 +149,8 @@ export class SecondEngine {
     await rm(dirname(this.dataRoot), { recursive: true, force: true }).catch(() => undefined);
     await rm(this.base, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+async function linkExists(name: string): Promise<boolean> {
+  return run("ip", ["link", "show", name]).then(() => true, () => false);
 }
