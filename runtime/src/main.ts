@@ -11,7 +11,7 @@ import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
-import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
+import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, MIN_FREE_BYTES, readDiskFacts } from "./apply/disk.js";
 import { lockDisksDir } from "./apply/lock.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
@@ -143,6 +143,7 @@ async function run(): Promise<ExitCodeValue> {
           readyMarker: plan.readyMarker,
           qmpSocket: plan.paths.qmpSocket,
           graceSeconds: config.graceSeconds,
+          diskFull: { dir: disksDir, minFreeBytes: MIN_FREE_BYTES },
           onSerialData: consoles.onSerialData,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)

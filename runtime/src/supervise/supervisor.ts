@@ -24,6 +24,7 @@ import { execa, type ResultPromise } from "execa";
 import { ExitCode, LauncherError, type ExitCodeValue } from "../exitCodes.js";
 import { accelArgs, type Accel } from "../plan/accel.js";
 import { QmpClient } from "./qmp.js";
+import { watchDiskFull, type DiskFullWatch } from "./diskFull.js";
 import {
   DEFAULT_PROGRESS_BOUNDS,
   looksLikeKvmFailure,
@@ -58,6 +59,8 @@ export interface SuperviseOptions {
   progressBounds?: ProgressBounds;
   /** Called when KVM failed this guest, to remember the verdict; a rejection is logged as a warning. */
   onKvmFailure?: (reason: string) => Promise<void>;
+  /** Where the guest's disk lives: a guest paused on a full folder is resumed once it has this much free. */
+  diskFull?: { dir: string; minFreeBytes: number };
   /** Called once when SIGTERM/SIGINT asks the VM to stop. */
   onStopRequested?: (reason: string) => void;
   /** Called with the serial console's raw bytes as they come (prompts without a line ending too). */
@@ -101,6 +104,7 @@ interface Run {
   firstOutputMs?: number;
   firstLineMs?: number;
   progressTimer?: NodeJS.Timeout;
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -241,6 +245,13 @@ export class QemuSupervisor {
     const run = this.current;
     if (!run || run.exited) return;
     run.ctx.stopping = true;
+    if (run.diskFull?.paused) {
+      // A paused guest cannot act on ACPI: waiting out the grace period would only delay the stop.
+      this.log(`${reason}: the guest is paused on a full disks folder and cannot power off; stopping QEMU (its disk stays consistent; writes the guest had not flushed are lost)`);
+      this.killedAfterGrace = true; // not a clean power-off: exit code 4, as after the grace period
+      void this.forceStop(run);
+      return;
+    }
     this.log(`${reason}: asking the guest to power off (ACPI); killing it in ${this.opts.graceSeconds}s otherwise`);
     if (run.qmp) this.powerdown(run.qmp);
     // else: sent as soon as QMP connects (see connectQmp)
@@ -355,6 +366,7 @@ export class QemuSupervisor {
 
     const result = await child;
     run.exited = true;
+    run.diskFull?.close();
     clearInterval(run.progressTimer);
     connectAbort.abort();
     // QEMU's pipes close with it, unless something it started still holds them: never wait on those.
@@ -402,6 +414,7 @@ export class QemuSupervisor {
         qmp.on("POWERDOWN", () => this.log("ACPI power-down sent to the guest"));
         qmp.on("GUEST_PANICKED", () => this.log("the guest reported a kernel panic"));
         qmp.on("STOP", () => void checkStatus(qmp));
+        if (this.opts.diskFull) run.diskFull = watchDiskFull(qmp, { ...this.opts.diskFull, log: (message) => this.log(message) });
         if (this.stopReason !== undefined && !this.killedAfterGrace) this.powerdown(qmp);
         void checkStatus(qmp); // the VM may have stopped before we connected
       })
