@@ -26,7 +26,7 @@ before(async () => {
 });
 
 describe("a DevMachine on Docker", { concurrency: 1 }, () => {
-  test("NAT: SSH with key and password, host name, sudo, USER_DATA, a PORTS forward, health only when ready, ACCEL=auto", { timeout: BOOT_TIMEOUT_MS + 120_000 }, async (t) => {
+  test("NAT: SSH with key and password, host name, sudo, USER_DATA, a PORTS forward, health only when ready, ACCEL=auto; a full disks folder pauses the guest until there is room", { timeout: BOOT_TIMEOUT_MS + 240_000 }, async (t) => {
     if (!(await e2eAvailable(t))) return;
     const name = "dm-test-nat";
     after(() => removeAll({ containers: [name] }));
@@ -42,6 +42,8 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     ].join("\n");
     await docker([
       "run", "-d", "--name", name, "--hostname", "nat-box", ...DEVICES,
+      // A small disks folder of its own, so the test can fill it (see the end).
+      "--tmpfs", "/var/lib/devmachines:size=1536m",
       "-p", "127.0.0.1::22", "-p", "127.0.0.1::8000",
       ...envArgs({ CPU: "2", MEMORY: "1G", STORAGE: "6G", USER: "dev", SSH_KEYS: key.publicKey, PASSWORD: "correct horse", PORTS: "8000:8000", USER_DATA: userData }),
       MACHINE_IMAGE,
@@ -87,6 +89,17 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
       assert.match(allLogs, /started QEMU \(pid \d+\) under (KVM|TCG)/);
     }
     assert.match(allLogs, /DEVMACHINES_READY/, "the serial console reaches docker logs");
+
+    // The disks folder fills up while the guest writes: QEMU pauses the guest (no write lost),
+    // the launcher says so, and resumes it once there is room again.
+    const free = Number(await docker(["exec", name, "sh", "-c", "df -B1 --output=avail /var/lib/devmachines | tail -1"]));
+    await docker(["exec", name, "fallocate", "-l", String(free - 64 * 2 ** 20), "/var/lib/devmachines/filler"]);
+    await ssh(target, "nohup sh -c 'head -c 200M /dev/urandom > /var/tmp/big && sync && sha256sum /var/tmp/big > /var/tmp/big.sum' >/dev/null 2>&1 &");
+    await waitForLog(name, /\/var\/lib\/devmachines is full: QEMU paused the guest so that no write is lost/, 120_000);
+    await docker(["exec", name, "rm", "/var/lib/devmachines/filler"]);
+    await waitForLog(name, /\/var\/lib\/devmachines has room again \(\d+ MiB free\): the guest resumes/, 30_000);
+    const sum = await ssh(target, "while [ ! -s /var/tmp/big.sum ]; do sleep 1; done; sha256sum -c /var/tmp/big.sum", 120_000);
+    assert.equal(sum, "/var/tmp/big: OK", "the write that filled the folder completed intact after the resume");
   });
 
   test("persistence: clean stop with exit 0, same volume keeps files and host keys; a bigger STORAGE grows the file system", { timeout: 2 * BOOT_TIMEOUT_MS + 180_000 }, async (t) => {
@@ -187,3 +200,14 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     assert.equal(await ssh({ host: "127.0.0.1", port: sshPort, user: "dev", key }, "whoami"), "dev");
   });
 });
+
+/** Waits until the container's launcher log matches. */
+async function waitForLog(name: string, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const { launcher } = await containerLogs(name);
+    if (pattern.test(launcher)) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`${name}: no log line matching ${pattern} after ${timeoutMs / 1000} s; launcher log:\n${launcher.slice(-3000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
