@@ -66,7 +66,8 @@ export const passwordHashField = z
 
 export const sshKeyField = z.string().superRefine((key, ctx) => {
   const problem = sshKeyProblem(key);
-  if (problem) ctx.addIssue({ code: "custom", message: `key "${abbreviate(key)}" ${problem}` });
+  // The problem never quotes the key: SSH_KEYS_FILE may name a file that holds a secret by mistake.
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 
 export const networkField = z.enum(["NAT", "BRIDGE"], { message: "must be NAT or BRIDGE" });
@@ -140,8 +141,3 @@ export const userEntryField = z
   })
   .strict()
   .refine((user) => !(user.password && user.passwordHash), "give password or passwordHash, not both");
-
-function abbreviate(key: string): string {
-  const trimmed = key.trim();
-  return trimmed.length > 40 ? `${trimmed.slice(0, 30)}...${trimmed.slice(-6)}` : trimmed;
-}
