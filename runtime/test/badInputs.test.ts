@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
+import { MAX_PORT_FORWARDS, parsePortList } from "../src/config/ports.js";
 import { formatIssues, parseConfig, type ParseResult } from "../src/config/schema.js";
 import { ED25519, RSA } from "./fixtures/keys.js";
 
@@ -59,4 +61,83 @@ test("4: problems with keys never echo the line, which may be a secret put there
       assert.equal(text.includes("BEGIN"), false, text);
     }
   }
+});
+
+test("10: sizes have upper bounds; absurd sizes exit 2 with the bound, never Infinity", () => {
+  assert.ok(parseConfig({ ...base, MEMORY: "1T", STORAGE: "1P" }, noFiles).ok, "the bounds themselves are allowed");
+  for (const [variable, text] of [
+    ["MEMORY", "1P"], ["MEMORY", "1025G"], ["MEMORY", `1${"0".repeat(400)}`], ["MEMORY", `1${"0".repeat(400)}P`],
+    ["STORAGE", "100P"], ["STORAGE", "1025T"], ["STORAGE", `9${"9".repeat(330)}.5`],
+  ] as const) {
+    const issues = issuesOf(parseConfig({ ...base, [variable]: text }, noFiles));
+    assert.match(issues, new RegExp(`^  ${variable}=.* must be at most (1 TiB|1 PiB)$`, "m"), `${variable}=${text.slice(0, 20)}`);
+    assert.doesNotMatch(issues, /Infinity|NaN/);
+  }
+});
+
+test("10: property: every size either parses within its bounds or is refused with a rule", () => {
+  const unit = fc.constantFrom("", "k", "M", "g", "T", "p", "Gi", "mb", "TiB", " G");
+  const number = fc.oneof(fc.nat().map(String), fc.stringMatching(/^\d{1,400}(\.\d{1,20})?$/));
+  fc.assert(
+    fc.property(number, unit, (digits, suffix) => {
+      const result = parseConfig({ ...base, MEMORY: `${digits}${suffix}`, STORAGE: `${digits}${suffix}` }, noFiles);
+      if (result.ok) {
+        assert.ok(result.config.memoryBytes >= 128 * 1024 ** 2 && result.config.memoryBytes <= 1024 ** 4);
+        assert.ok(result.config.storageBytes >= 1 && result.config.storageBytes <= 1024 ** 5);
+        assert.ok(Number.isSafeInteger(result.config.memoryBytes) && Number.isSafeInteger(result.config.storageBytes));
+      } else {
+        for (const issue of result.issues) assert.match(issue.message, /must be (at most|at least|a size like)/);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test("9: port forwards have a documented limit, checked before anything is expanded", () => {
+  assert.ok(parseConfig({ ...base, PORTS: `1000-${1000 + MAX_PORT_FORWARDS - 1}` }, noFiles).ok, "exactly the limit");
+  for (const ports of [
+    `1000-${1000 + MAX_PORT_FORWARDS}`,
+    "1-65535",
+    "1-65535/udp,1-65535/tcp",
+    Array.from({ length: 600 }, (_, i) => `${10000 + i}-${10000 + i}`).join(",") + "," + Array.from({ length: 600 }, (_, i) => `${20000 + i}/udp`).join(","),
+    Array(5000).fill("1-65535").join(","),
+  ]) {
+    const issues = issuesOf(parseConfig({ ...base, PORTS: ports }, noFiles));
+    assert.match(issues, new RegExp(`PORTS=.* expands to \\d+ forwards .* at most ${MAX_PORT_FORWARDS}`));
+    assert.ok(issues.length < 100_000, "the refusal does not list every port");
+  }
+});
+
+test("9/13: property: a port list is all forwards within the limit, or refused with every bad entry named", () => {
+  const entry = fc.oneof(
+    fc.integer({ min: 0, max: 70000 }).map(String),
+    fc.tuple(fc.integer({ min: 0, max: 70000 }), fc.integer({ min: 0, max: 70000 })).map(([a, b]) => `${a}-${b}`),
+    fc.tuple(fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 1, max: 65535 }), fc.constantFrom("tcp", "udp", "sctp", "tcp,22")).map(([a, b, p]) => `${a}:${b}/${p}`),
+    fc.string({ maxLength: 8 }),
+  );
+  fc.assert(
+    fc.property(fc.array(entry, { maxLength: 12 }), (entries) => {
+      const list = entries.join(",");
+      const { forwards, problems } = parsePortList(list);
+      if (problems.length === 0) {
+        assert.ok(forwards.length <= MAX_PORT_FORWARDS);
+        for (const forward of forwards) {
+          assert.ok(forward.containerPort >= 1 && forward.containerPort <= 65535 && forward.guestPort >= 1 && forward.guestPort <= 65535);
+          assert.ok(forward.protocol === "tcp" || forward.protocol === "udp");
+        }
+      }
+      // Each bad entry is reported by itself (plus, perhaps, the limit).
+      const bad = list.split(",").map((item) => item.trim()).filter((item) => item !== "").filter((item) => parsePortList(item).problems.some((p) => !/expands to/.test(p)));
+      assert.equal(problems.filter((p) => !/expands to/.test(p)).length, bad.length);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test("13: every bad PORTS entry is reported, and duplicates among the good ones too", () => {
+  const issues = issuesOf(parseConfig({ ...base, PORTS: "http,8080:80,99999,8080:81,1-2-3-x/sctp" }, noFiles));
+  assert.match(issues, /"http": invalid port/);
+  assert.match(issues, /"99999": invalid port/);
+  assert.match(issues, /sctp/);
+  assert.match(issues, /forwards container port tcp\/8080 twice/);
 });

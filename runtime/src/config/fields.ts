@@ -6,11 +6,22 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { parsePortSpecs, PortSpecError } from "./ports.js";
+import { parsePortList } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
-import { formatBytes, MiB, parseRamInBytes } from "./units.js";
+import { formatBytes, MiB, parseRamInBytes, PiB, TiB } from "./units.js";
 
 export const MIN_MEMORY_BYTES = 128 * MiB;
+
+/**
+ * The most guest memory: 1 TiB. QEMU's TCG CPU (`-cpu max`) addresses 40 physical bits
+ * (1 TiB, with the PCI hole below 4 GiB taken out), so more could never start under
+ * ACCEL=auto's fallback; and it keeps absurd values (hundreds of digits, `1P`) from
+ * reaching QEMU's `-m` as `InfinityM`.
+ */
+export const MAX_MEMORY_BYTES = TiB;
+
+/** The largest disk: 1 PiB. qcow2 with its default 64 KiB clusters ends just under 2 PiB (qemu-img refuses 4P). */
+export const MAX_STORAGE_BYTES = PiB;
 
 /**
  * The most vCPUs the launcher's QEMU command line can start: q35 without an
@@ -27,8 +38,8 @@ export const cpuField = z
   .transform(Number)
   .refine((cpus) => cpus <= MAX_CPUS, `must be at most ${MAX_CPUS}: QEMU's q35 machine starts at most ${MAX_CPUS} vCPUs without an IOMMU`);
 
-/** A Docker go-units size (RAMInBytes) of at least `min` bytes. */
-export function sizeField(min: number) {
+/** A Docker go-units size (RAMInBytes) from `min` to `max` bytes. */
+export function sizeField(min: number, max: number) {
   return z.string().transform((text, ctx) => {
     const bytes = parseRamInBytes(text);
     if (bytes === undefined) {
@@ -36,6 +47,11 @@ export function sizeField(min: number) {
         code: "custom",
         message: "must be a size like 512M, 4G or 1.5GiB (a number, then an optional unit K, M, G, T or P, binary multiples, case-insensitive, optional i and b)",
       });
+      return z.NEVER;
+    }
+    // Checked first: a value of hundreds of digits is Infinity, which no other rule should describe.
+    if (bytes > max) {
+      ctx.addIssue({ code: "custom", message: `must be at most ${formatBytes(max)}` });
       return z.NEVER;
     }
     if (bytes < min) {
@@ -46,8 +62,8 @@ export function sizeField(min: number) {
   });
 }
 
-export const memoryField = sizeField(MIN_MEMORY_BYTES);
-export const storageField = sizeField(1);
+export const memoryField = sizeField(MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
+export const storageField = sizeField(1, MAX_STORAGE_BYTES);
 
 export const userNameField = z
   .string()
@@ -75,16 +91,14 @@ export const networkField = z.enum(["NAT", "BRIDGE"], { message: "must be NAT or
 export const accelField = z.enum(["auto", "kvm", "tcg"], { message: "must be auto, kvm or tcg" });
 
 export const portsField = z.string().transform((text, ctx) => {
-  try {
-    return parsePortSpecs(text);
-  } catch (error) {
-    if (!(error instanceof PortSpecError)) throw error;
+  const { forwards, problems } = parsePortList(text);
+  for (const problem of problems) {
     ctx.addIssue({
       code: "custom",
-      message: `${error.message}; each entry is [ip:][containerPort:]guestPort[/tcp|udp], ranges allowed, comma-separated`,
+      message: `${problem}; each entry is [ip:][containerPort:]guestPort[/tcp|udp], ranges allowed, comma-separated`,
     });
-    return z.NEVER;
   }
+  return problems.length > 0 ? z.NEVER : forwards;
 });
 
 /** QEMU's `-vnc` argument: `[host]:display[,options]`, `unix:path[,options]` or `none`. */

@@ -23,7 +23,7 @@ import {
   userNameField,
   vncField,
 } from "./fields.js";
-import type { PortForward } from "./ports.js";
+import { parsePortList, type PortForward } from "./ports.js";
 import { splitSshKeys } from "./sshKeys.js";
 import { parseUserData, type UserData } from "./userData.js";
 
@@ -251,13 +251,15 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     seen.add(name);
   }
 
-  const portsParsed = portsField.optional().safeParse(raw.PORTS);
-  const ports = portsParsed.success ? (portsParsed.data ?? []) : [];
-  if (portsParsed.success) {
+  // The good entries of PORTS are compared even when others are bad.
+  const ports = raw.PORTS === undefined ? [] : parsePortList(raw.PORTS).forwards;
+  {
     const taken = new Set<string>();
+    const reported = new Set<string>();
     for (const forward of [{ protocol: "tcp", containerPort: DEFAULTS.sshPort }, ...ports]) {
       const key = `${forward.protocol}/${forward.containerPort}`;
-      if (taken.has(key)) {
+      if (taken.has(key) && !reported.has(key)) {
+        reported.add(key);
         issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.containerPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
       }
       taken.add(key);
