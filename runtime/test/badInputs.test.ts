@@ -141,3 +141,54 @@ test("13: every bad PORTS entry is reported, and duplicates among the good ones 
   assert.match(issues, /sctp/);
   assert.match(issues, /forwards container port tcp\/8080 twice/);
 });
+
+/** The classic "billion laughs", `levels` deep. */
+function aliasBomb(levels: number): string {
+  const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (let level = 1; level < levels; level++) {
+    const name = String.fromCharCode(97 + level);
+    const previous = String.fromCharCode(96 + level);
+    lines.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(",")}]`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+test("7: YAML aliases in USER_DATA: undefined ones and alias bombs exit 2 naming USER_DATA, without echo", () => {
+  const cases = [
+    "runcmd: [*nope]",
+    "*nope : value",
+    "packages:\n  - *later\nlater: &later htop",
+    "write_files:\n  - path: /x\n    content: *secret_anchor_name",
+    aliasBomb(9),
+    aliasBomb(4),
+  ];
+  for (const userData of cases) {
+    for (const env of [{ USER_DATA: userData }, { USER_DATA_FILE: "/ud" }]) {
+      const issues = issuesOf(parseConfig({ ...base, ...env }, (path) => (path === "/ud" ? userData : undefined)));
+      assert.match(issues, /^ {2}USER_DATA(_FILE)? (is not valid YAML: an alias|uses YAML aliases that expand too far)/m, userData.slice(0, 40));
+      assert.doesNotMatch(issues, /secret_anchor_name|lol/);
+    }
+  }
+  // A few aliases, as people use them, are fine.
+  assert.ok(parseConfig({ ...base, USER_DATA: "x: &pkgs [htop]\npackages: *pkgs\n" }, noFiles).ok);
+});
+
+test("12: YAML tags cloud-init's safe loader refuses exit 2; YAML's standard tags pass", () => {
+  for (const userData of [
+    "a: !custom x",
+    "runcmd: !!python/object/apply:os.system ['id']",
+    "a: !!python/name:os.system ''",
+    "a: !<tag:example.com,2000:app/foo> x",
+    "? !custom key\n: value",
+    "packages: !custom [htop]",
+    "write_files: !!python/object:__main__.X {}",
+    "a: !!foo x",
+    "runcmd:\n  - [echo, !shout hi]",
+  ]) {
+    const issues = issuesOf(parseConfig({ ...base, USER_DATA: userData }, noFiles));
+    assert.match(issues, /^ {2}USER_DATA uses the YAML tag.* at line \d+, which cloud-init's safe YAML loader refuses/m, userData);
+  }
+  for (const userData of ["a: !!str 1", "a: !!binary aGk=", "a: !!int '3'", "a: !!set {x}", "a: !!timestamp 2020-01-01", "a: !!python/unicode x", "a: !<tag:yaml.org,2002:str> x", "<<: {a: 1}\nb: 2"]) {
+    assert.ok(parseConfig({ ...base, USER_DATA: userData }, noFiles).ok, userData);
+  }
+});
