@@ -183,14 +183,25 @@ async function main(argv: string[]): Promise<ExitCodeValue> {
   return run();
 }
 
+/**
+ * Exits once stdout and stderr have handed everything to the OS. A pipe takes 64 KiB at
+ * a time; process.exit() right after a large write (the dry run's JSON) would cut it there.
+ * A stream calls back in order, so an empty write's callback means all before it is out.
+ */
+async function exitWhenFlushed(code: ExitCodeValue): Promise<never> {
+  const flushed = (stream: NodeJS.WriteStream) => new Promise<void>((resolve) => stream.write("", () => resolve()));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (error: unknown) => {
     if (error instanceof LauncherError) {
       log(error.message);
-      process.exit(error.exitCode);
+      return exitWhenFlushed(error.exitCode);
     }
     log(`unexpected failure: ${(error as Error).stack ?? String(error)}`);
-    process.exit(ExitCode.Failure);
+    return exitWhenFlushed(ExitCode.Failure);
   },
 );

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -153,4 +153,28 @@ test("READY_TIMEOUT: a guest that shows nothing is reported with the stage that 
   child.kill("SIGTERM");
   const result = await child;
   assert.equal(result.exitCode, 4, stderr); // the stand-in ignores the power-down: killed after GRACE_SECONDS
+});
+
+test("--dry-run piped into a slow reader prints the whole plan (stdout drained before exit)", async () => {
+  // A plan of about 1 MiB (a large write_files), far beyond a pipe's 64 KiB buffer.
+  const userData = `write_files:\n  - path: /big\n    content: "${"x".repeat(1_000_000)}"\n`;
+  const out = join(work, "piped.json");
+  await writeFile(join(work, "big-user-data"), userData);
+  const result = await execa("sh", ["-c", 'node --import tsx "$MAIN" --dry-run | (sleep 1; cat) > "$OUT"'], {
+    env: { PATH: process.env.PATH!, DEVMACHINES_RUN_DIR: join(work, "run"), MAIN, OUT: out, ...goodEnv(join(work, "piped")), USER_DATA_FILE: join(work, "big-user-data") },
+    extendEnv: false,
+    reject: false,
+  });
+  assert.equal(result.exitCode, 0, result.stderr);
+  const plan = JSON.parse(await readFile(out, "utf8"));
+  assert.match(plan.cloudInit.userData, /x{1000000}/);
+});
+
+test("USER_DATA with an alias bomb or an undefined alias exits 2 naming it, never an unexpected failure", async () => {
+  for (const userData of ["runcmd: [*nope]\n", `a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`]) {
+    const result = await launcher(["--dry-run"], { ...goodEnv(join(work, "alias")), USER_DATA: userData });
+    assert.equal(result.exitCode, 2, result.stderr);
+    assert.match(result.stderr, /^ {2}USER_DATA /m);
+    assert.doesNotMatch(result.stderr, /unexpected failure|ReferenceError|at .*\.ts:\d+/);
+  }
 });
