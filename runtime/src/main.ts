@@ -13,6 +13,7 @@ import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
 import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
 import { writeSeedIso } from "./apply/seed.js";
+import { checkVncSocket, prepareVncSocket } from "./apply/vnc.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { withDockerUpstream } from "./network/resolverProbe.js";
@@ -47,6 +48,7 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
 
 async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity }> {
   const { config, warnings } = loadConfig();
+  await checkVncSocket(config.vnc);
   const [discovered, disk, accel] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(config.baseImage, config.disksDir),
@@ -80,6 +82,7 @@ async function run(): Promise<ExitCodeValue> {
   // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
   // so a failure before it leaves the volume as it was.
   await writeSeedIso(plan.cloudInit, plan.paths.seedIso);
+  await prepareVncSocket(config.vnc);
   log(`cloud-init: instance ${plan.cloudInit.instanceId}`);
   for (const line of plan.network.describe) log(`network: ${line}`);
   let bridge: BridgeHandle | undefined;

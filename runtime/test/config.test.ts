@@ -45,7 +45,7 @@ test("every problem is reported at once, each naming its variable and rule", () 
     /NETWORK="WIFI" must be NAT or BRIDGE/,
     /ACCEL="hvf" must be auto, kvm or tcg/,
     /PORTS="99999" .*invalid port/,
-    /VNC="display one" must be a QEMU -vnc argument/,
+    /VNC="display one" must be none, \[host\]:display/,
     /EPHEMERAL="maybe" must be true or false/,
     /GRACE_SECONDS="-1" must be a whole number of seconds/,
     /HOSTNAME="-bad-" must be a host name/,

@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { parsePortList } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
+import { parseVnc } from "./vnc.js";
 import { formatBytes, MiB, parseRamInBytes, PiB, TiB } from "./units.js";
 
 export const MIN_MEMORY_BYTES = 128 * MiB;
@@ -101,10 +102,13 @@ export const portsField = z.string().transform((text, ctx) => {
   return problems.length > 0 ? z.NEVER : forwards;
 });
 
-/** QEMU's `-vnc` argument: `[host]:display[,options]`, `unix:path[,options]` or `none`. */
-export const vncField = z
-  .string()
-  .regex(/^(none|unix:[^\s,]+(,\S*)?|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}(,\S*)?)$/, "must be a QEMU -vnc argument such as :0, 0.0.0.0:1, unix:/run/vnc.sock or none");
+/** `VNC`: see vnc.ts for the forms and options allowed. */
+export const vncField = z.string().transform((text, ctx) => {
+  const result = parseVnc(text);
+  if (result.ok) return result.spec;
+  for (const problem of result.problems) ctx.addIssue({ code: "custom", message: problem });
+  return z.NEVER;
+});
 
 /** Comma-separated IPv4 resolver addresses for the guest. */
 export const dnsField = z.string().transform((text, ctx) => {

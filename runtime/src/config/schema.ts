@@ -25,6 +25,7 @@ import {
 } from "./fields.js";
 import { parsePortList, type PortForward } from "./ports.js";
 import { splitSshKeys } from "./sshKeys.js";
+import type { VncSpec } from "./vnc.js";
 import { parseUserData, type UserData } from "./userData.js";
 
 export interface UserConfig {
@@ -43,7 +44,7 @@ export interface LauncherConfig {
   network: "NAT" | "BRIDGE";
   /** Forwards from the container into the guest (NAT only); SSH's container:22 -> guest:22 comes first. */
   ports: PortForward[];
-  vnc?: string;
+  vnc?: VncSpec;
   /** Resolvers for the guest instead of the ones discovered from the container (empty: discovered). */
   dns: string[];
   accel: "auto" | "kvm" | "tcg";

@@ -1,6 +1,7 @@
 /** The QEMU command line, assembled from the other plans. Pure. */
 import type { LauncherConfig } from "../config/schema.js";
 import { MiB } from "../config/units.js";
+import { vncArgument } from "../config/vnc.js";
 import { accelArgs, type Accel } from "./accel.js";
 
 /** Files of one run of the launcher (not persistent: a tmpfs or the container's layer). */
@@ -59,7 +60,7 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
     // The guest's serial console is QEMU's stdout, which the launcher forwards to `docker logs`.
     "-serial", "stdio",
     "-monitor", "none",
-    ...(config.vnc ? ["-device", "VGA", "-vnc", config.vnc] : ["-display", "none"]),
+    ...(config.vnc ? ["-device", "VGA", "-vnc", vncArgument(config.vnc)] : ["-display", "none"]),
   ];
 }
 
