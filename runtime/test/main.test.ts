@@ -103,9 +103,25 @@ test("host problems exit 3 with what to change in docker run", async () => {
   const missingBase = await launcher([], { ...goodEnv(join(work, "host")), BASE_IMAGE: join(work, "nope.qcow2") });
   assert.equal(missingBase.exitCode, 3);
   assert.match(missingBase.stderr, /no base image at .*nope\.qcow2.*docker run -v/);
-  const unwritable = await launcher([], { ...goodEnv("/dev/null/disks") });
+  await writeFile(join(work, "a-file"), "");
+  const unwritable = await launcher([], { ...goodEnv(join(work, "a-file", "disks")) });
   assert.equal(unwritable.exitCode, 3);
-  assert.match(unwritable.stderr, /DISKS_DIR \/dev\/null\/disks cannot be written.*docker run -v/);
+  assert.match(unwritable.stderr, /DISKS_DIR .*a-file\/disks cannot be written.*docker run -v/);
+});
+
+test("11: kernel file systems as BASE_IMAGE or DISKS_DIR exit 2, a FIFO or folder as BASE_IMAGE exits 3, promptly", { timeout: 60_000 }, async () => {
+  for (const env of [{ DISKS_DIR: "/proc/devmachines" }, { DISKS_DIR: "/var/../sys/x" }, { BASE_IMAGE: "/dev/zero" }, { BASE_IMAGE: "/proc/self/fd/0" }]) {
+    const result = await launcher([], { ...goodEnv(join(work, "kernel-fs")), ...env });
+    assert.equal(result.exitCode, 2, result.stderr);
+    assert.match(result.stderr, /(DISKS_DIR|BASE_IMAGE)=.* must not be under \/proc, \/sys or \/dev/);
+  }
+  await execa("mkfifo", [join(work, "base-fifo")]);
+  for (const [path, kind] of [[join(work, "base-fifo"), "a FIFO"], [work, "a folder"]] as const) {
+    const result = await launcher(["--dry-run"], { ...goodEnv(join(work, "odd-base")), BASE_IMAGE: path });
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(result.stderr, new RegExp(`BASE_IMAGE .* is ${kind}, not a regular file`));
+  }
+  await assert.rejects(readdir(join(work, "odd-base")), /ENOENT/);
 });
 
 test("--health is unhealthy before the launcher has booted anything", async () => {

@@ -5,6 +5,7 @@
  * would print.
  */
 import { isIP } from "node:net";
+import { posix } from "node:path";
 import { z } from "zod";
 import { parsePortList } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
@@ -126,6 +127,16 @@ export const hostnameField = z
   .string()
   .max(253, "must be at most 253 characters")
   .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, "must be a host name: labels of letters, digits and inner hyphens, separated by dots");
+
+/**
+ * An absolute path outside the kernel's file systems: under /proc, /sys or /dev a "file"
+ * is a device or a live view (reading /dev/zero or a FIFO never ends, mkdir there fails
+ * oddly), so a disk image or the disks folder never belongs there.
+ */
+export const hostPathField = z
+  .string()
+  .startsWith("/", "must be an absolute path")
+  .refine((path) => !/^\/(proc|sys|dev)(\/|$)/.test(posix.normalize(path)), "must not be under /proc, /sys or /dev (kernel file systems, not files)");
 
 export const booleanField = z
   .string()
