@@ -6,7 +6,7 @@
  *   --dry-run   print the whole plan as one JSON object and change nothing
  *   --health    exit 0 when the VM is ready (the image's HEALTHCHECK)
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
@@ -27,9 +27,12 @@ const RUN_DIR = process.env.DEVMACHINES_RUN_DIR ?? "/run/devmachines";
 
 const log = (message: string) => process.stderr.write(`devmachines: ${message}\n`);
 
-function readFileIfPresent(path: string): string | undefined {
+function readFileIfPresent(path: string): Uint8Array | undefined {
   try {
-    return readFileSync(path, "utf8");
+    // A FIFO or a device would block the read forever: only regular files are read.
+    if (!statSync(path).isFile()) return undefined;
+    // Bytes, not text: the parser refuses a file that is not UTF-8 instead of guessing.
+    return readFileSync(path);
   } catch {
     return undefined;
   }

@@ -192,3 +192,87 @@ test("12: YAML tags cloud-init's safe loader refuses exit 2; YAML's standard tag
     assert.ok(parseConfig({ ...base, USER_DATA: userData }, noFiles).ok, userData);
   }
 });
+
+test("13: PASSWORD_FILE with NUL, other control characters or bytes that are not UTF-8 exits 2, never echoed", () => {
+  const secret = "pw-Canary-5511";
+  const files: Array<string | Uint8Array> = [
+    `${secret}\u0000tail`, `${secret}\u001b[2J`, `${secret}\ttab`, `${secret}\u0085`,
+    Buffer.concat([Buffer.from(secret), Buffer.from([0xff, 0xfe])]),
+    Buffer.concat([Buffer.from(secret), Buffer.from([0xc3])]),
+  ];
+  for (const content of files) {
+    const issues = issuesOf(parseConfig({ ...base, PASSWORD_FILE: "/pw" }, (path) => (path === "/pw" ? content : undefined)));
+    assert.match(issues, /^ {2}PASSWORD_FILE (names \/pw, which is not UTF-8 text|must not contain line breaks or other control characters)/m);
+    assert.equal(issues.includes(secret), false);
+  }
+  // The same rules for the direct forms.
+  assert.match(issuesOf(parseConfig({ ...base, PASSWORD: "a\u0000b" }, noFiles)), /^ {2}PASSWORD must not contain/m);
+  assert.match(issuesOf(parseConfig({ ...base, USERS: JSON.stringify([{ name: "ann", password: "a\u0000b" }]) }, noFiles)), /^ {2}USERS\[0\]\.password must not contain/m);
+  // Other files that are not UTF-8.
+  assert.match(issuesOf(parseConfig({ ...base, SSH_KEYS_FILE: "/k", SSH_KEYS: undefined }, (path) => (path === "/k" ? Buffer.from([0x80, 0x81]) : undefined))), /SSH_KEYS_FILE names \/k, which is not UTF-8 text/);
+  assert.match(issuesOf(parseConfig({ ...base, USER_DATA_FILE: "/u" }, (path) => (path === "/u" ? Buffer.from([0xc0, 0xaf]) : undefined))), /USER_DATA_FILE names \/u, which is not UTF-8 text/);
+  // Valid UTF-8 bytes are read as text.
+  assert.ok(parseConfig({ ...base, PASSWORD_FILE: "/pw" }, (path) => (path === "/pw" ? Buffer.from("pässwörd🔑\n") : undefined)).ok);
+});
+
+test("13: PASSWORD_HASH must be a complete hash of a known scheme; real ones of each scheme pass", () => {
+  const real = [
+    "$6$abcdefgh$KQeXafAQAaOoKTevphVU215RvJdgzyfASRasIOuh12hO8u0r1bGW92ZnTmC9IjsiQ8VPiTXBiZF49dFL1U4wX/",
+    "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+    "$5$KUMEr86wjxNl8dS6$vNGCak1K6U/awygLOc/NBmWiw1qeQOj7KQ/hruGmhL9",
+    "$1$3MWdnVGs$Am5hNsnahFNM0SHd6wn4s/",
+    "$y$j9T$230BItaNwJBFHxv1OjG6D/$TkwdruGhA31so2dYuOHo/JcHidD5rNyGsbQzpIgNvR3",
+    "$gy$j9T$GhAri.D/mNF.sYWx0bu4d/$SI5kxHpLM2yb7RwIWxD6v.1xK.fcwJoF796PU099caA",
+    "$7$CU..../....dKUF0uUlQzi6HZxL4Dwi6.$Qhho8yN/y79yzNHJjqahFCohTpTE66L0IFyuV5Doi2C",
+    "$2b$05$UM1PkwyQYdjTedb5lZf5TuB0yz4rWL47KX0xbPBdwYp0/el4B8wiy",
+  ];
+  for (const hash of real) assert.ok(parseConfig({ ...base, PASSWORD_HASH: hash }, noFiles).ok, hash);
+  const malformed = [
+    ...real.map((hash) => hash.slice(0, -1)), // truncated
+    ...real.map((hash) => `${hash}x`), // extended
+    ...real.map((hash) => `${hash.slice(0, -2)}!${hash.slice(-1)}`), // a character outside crypt's alphabet
+    "$6$x$y", "$6$$", "$6$salt", "$6$toolongsaltstring1$" + "a".repeat(86), "$6$rounds=99$salt$" + "a".repeat(86), "$9$salt$hash",
+    "$2b$99$" + "a".repeat(53), "$y$$$", "!", "*", "$6$salt$" + "a".repeat(86) + "\n",
+  ];
+  for (const hash of malformed) {
+    const issues = issuesOf(parseConfig({ ...base, PASSWORD_HASH: hash }, noFiles));
+    assert.match(issues, /^ {2}PASSWORD_HASH must be a crypt\(3\) hash, complete/m, hash);
+    assert.equal(issues.includes(hash.slice(3, 20)) && hash.length > 20, false, "the hash is not echoed");
+  }
+  assert.match(issuesOf(parseConfig({ ...base, USERS: JSON.stringify([{ name: "ann", passwordHash: "$6$x$y" }]) }, noFiles)), /USERS\[0\]\.passwordHash must be a crypt/);
+});
+
+test("13: system users and groups of the guest, and host names longer than Linux allows, exit 2", () => {
+  for (const name of ["daemon", "sshd", "sudo", "users", "nobody", "_apt", "systemd-network", "systemd-anything", "www-data", "messagebus"]) {
+    assert.match(issuesOf(parseConfig({ ...base, USER: name }, noFiles)), new RegExp(`USER="${name}" must not be a system user or group`), name);
+    assert.match(issuesOf(parseConfig({ ...base, USER: undefined, SSH_KEYS: undefined, USERS: JSON.stringify([{ name, sshKeys: [ED25519] }]) }, noFiles)), /USERS\[0\]\.name must not be a system user/);
+  }
+  for (const name of ["dev", "admin", "debian", "ann-2", "_dev"]) assert.ok(parseConfig({ ...base, USER: name }, noFiles).ok, name);
+
+  assert.ok(parseConfig({ ...base, HOSTNAME: "a".repeat(63) }, noFiles).ok);
+  assert.ok(parseConfig({ ...base, HOSTNAME: `${"a".repeat(31)}.${"b".repeat(32)}` }, noFiles).ok, "64 characters");
+  for (const hostname of [`${"a".repeat(32)}.${"b".repeat(32)}`, "a".repeat(65), `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}`, "a".repeat(300)]) {
+    assert.match(issuesOf(parseConfig({ ...base, HOSTNAME: hostname }, noFiles)), /HOSTNAME=.* must be at most 64 characters/, String(hostname.length));
+  }
+});
+
+test("13: every problem is reported at once, also the ones that depend on other values", () => {
+  const issues = issuesOf(
+    parseConfig(
+      {
+        CPU: "0", MEMORY: "1P", STORAGE: "100P", USER: "sshd", PASSWORD: "a\u0000b", SSH_KEYS: `${ED25519}\n${RSA}`,
+        PORTS: "http,8080:80,8080:81,1-65535", VNC: "unix:/var/lib/devmachines/disk.qcow2,power-control=on",
+        HOSTNAME: "h".repeat(65), DISKS_DIR: "/proc/x", BASE_IMAGE: "/dev/zero", USER_DATA: "runcmd: [*nope]\nx: !custom y",
+      },
+      noFiles,
+    ),
+  );
+  for (const expected of [
+    /CPU="0"/, /MEMORY="1P" must be at most/, /STORAGE="100P" must be at most/, /USER="sshd" must not be a system user/,
+    /PASSWORD must not contain/, /SSH_KEYS\[0\] contains a line break/, /"http": invalid port/, /tcp\/8080 twice/, /expands to/,
+    /VNC=.* unix: needs a socket name/, /VNC=.* "power-control" is not allowed/, /HOSTNAME=.* at most 64/,
+    /DISKS_DIR="\/proc\/x" must not be under/, /BASE_IMAGE="\/dev\/zero" must not be under/, /USER_DATA uses the YAML tag/,
+  ]) {
+    assert.match(issues, expected);
+  }
+});

@@ -67,20 +67,57 @@ export function sizeField(min: number, max: number) {
 export const memoryField = sizeField(MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
 export const storageField = sizeField(1, MAX_STORAGE_BYTES);
 
+/**
+ * Users and groups the guest already has (Debian's base-passwd, and the services of a
+ * Debian cloud image such as sshd, systemd-*, _chrony, ...). cloud-init cannot create a user
+ * of one of these names: it would fail, or change a system account, and nobody could log in.
+ */
+export const SYSTEM_ACCOUNTS = new Set([
+  "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc",
+  "gnats", "nobody", "nogroup", "_apt", "messagebus", "sshd", "polkitd", "tss", "uuidd", "_chrony", "chrony", "tcpdump",
+  "dnsmasq", "avahi", "syslog", "ntp", "ntpsec", "_rpc", "statd", "dhcpcd", "_ssh", "ssh",
+  "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator",
+  "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "input", "sgx", "kvm", "render", "crontab", "netdev",
+]);
+
 export const userNameField = z
   .string()
   .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Linux user name: a lowercase letter or _, then up to 31 of a-z 0-9 _ -")
-  .refine((name) => name !== "root", "must not be root (log in as a user with sudo instead)");
+  .refine((name) => name !== "root", "must not be root (log in as a user with sudo instead)")
+  .refine(
+    (name) => name === "root" || !(SYSTEM_ACCOUNTS.has(name) || name.startsWith("systemd-")),
+    "must not be a system user or group of the guest (daemon, sshd, sudo, users, systemd-*, ...): cloud-init cannot create it as a login user",
+  );
 
 export const passwordField = z
   .string()
   .min(1, "must not be empty")
-  .refine((password) => !/[\r\n]/.test(password), "must not contain line breaks");
+  // crypt(3) stops at a NUL (the rest would be ignored), and a console cannot type the others.
+  .refine((password) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(password), "must not contain line breaks or other control characters (NUL, tab, escape, ...)")
+  .refine((password) => !password.includes("\ufffd"), "must be valid UTF-8 text (it contains U+FFFD, the mark of undecodable bytes)")
+  .refine((password) => password.length <= 1024, "must be at most 1024 characters");
 
-/** A crypt(3) hash as /etc/shadow holds it: yescrypt, SHA-512, SHA-256, bcrypt or MD5. */
+/**
+ * A crypt(3) hash as /etc/shadow holds it, each scheme with its exact shape (libxcrypt's):
+ * a hash that does not match is one the guest's login would never accept, so nobody could
+ * log in with it; better to say so now.
+ */
+const B64 = "[./0-9A-Za-z]";
+const HASH_SHAPES = [
+  new RegExp(`^\\$6\\$(rounds=[1-9]\\d{3,8}\\$)?${B64}{1,16}\\$${B64}{86}$`), // SHA-512
+  new RegExp(`^\\$5\\$(rounds=[1-9]\\d{3,8}\\$)?${B64}{1,16}\\$${B64}{43}$`), // SHA-256
+  new RegExp(`^\\$(y|gy)\\$${B64}+\\$${B64}+\\$${B64}{43}$`), // yescrypt, gost-yescrypt
+  new RegExp(`^\\$7\\$${B64}{14,}\\$${B64}{43}$`), // scrypt
+  new RegExp(`^\\$2[abxy]\\$(0[4-9]|[12]\\d|3[01])\\$${B64}{53}$`), // bcrypt
+  new RegExp(`^\\$1\\$${B64}{1,8}\\$${B64}{22}$`), // MD5
+];
+
 export const passwordHashField = z
   .string()
-  .regex(/^\$(y|gy|7|6|5|2[abxy]?|1)\$[./A-Za-z0-9$=]+$/, "must be a crypt(3) hash such as $6$salt$... (from mkpasswd -m sha-512) or $y$... (yescrypt)");
+  .refine(
+    (hash) => HASH_SHAPES.some((shape) => shape.test(hash)),
+    "must be a crypt(3) hash, complete: $6$salt$ then 86 characters (mkpasswd -m sha-512), $y$params$salt$ then 43 (yescrypt), $5$, $7$, $2b$NN$ or $1$",
+  );
 
 export const sshKeyField = z.string().superRefine((key, ctx) => {
   const problem = sshKeyProblem(key);
@@ -125,7 +162,8 @@ export const dnsField = z.string().transform((text, ctx) => {
 /** RFC 1123 host name, the rule Docker and systemd apply. */
 export const hostnameField = z
   .string()
-  .max(253, "must be at most 253 characters")
+  // Linux's HOST_NAME_MAX: sethostname() refuses longer names, and the guest would keep its old one.
+  .max(64, "must be at most 64 characters (Linux's limit for a host name)")
   .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, "must be a host name: labels of letters, digits and inner hyphens, separated by dots");
 
 /**

@@ -93,7 +93,20 @@ export type ParseResult =
   | { ok: false; issues: ConfigIssue[] };
 
 /** Reads a file named by a `*_FILE` variable; undefined when it does not exist. */
-export type FileReader = (path: string) => string | undefined;
+/** Reads a `*_FILE`: its bytes (checked to be UTF-8 here) or text, undefined when it cannot be read. */
+export type FileReader = (path: string) => string | Uint8Array | undefined;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The file's text, or undefined when its bytes are not UTF-8 (a binary file named by mistake). */
+function fileText(content: string | Uint8Array): string | undefined {
+  if (typeof content === "string") return content;
+  try {
+    return utf8.decode(content);
+  } catch {
+    return undefined;
+  }
+}
 
 const required = (variable: string, rule: string) => ({ message: `is required: ${rule}` , variable });
 
@@ -143,9 +156,12 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
     const content = readFile(path);
     if (content === undefined) {
-      issues.push({ variable: `${name}_FILE`, message: `names ${path}, which does not exist or cannot be read (mount it into the container)` });
+      issues.push({ variable: `${name}_FILE`, message: `names ${path}, which does not exist, is not a regular file or cannot be read (mount it into the container)` });
+      return undefined;
     }
-    return content;
+    const text = fileText(content);
+    if (text === undefined) issues.push({ variable: `${name}_FILE`, message: `names ${path}, which is not UTF-8 text` });
+    return text;
   };
 
   const password = fromFile("PASSWORD")?.replace(/\r?\n$/, "");
@@ -162,7 +178,11 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       issues.push({ variable: sourceOf("USERS"), message: "is not valid JSON: expected [{\"name\": ..., \"sshKeys\": [...], \"password\"?: ..., \"sudo\"?: true}]" });
     }
   }
-  const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);
+  const defaultUserData = value("USER_DATA_FILE") || value("USER_DATA") ? undefined : readFile(DEFAULTS.userDataFile);
+  const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : defaultUserData === undefined ? undefined : fileText(defaultUserData);
+  if (defaultUserData !== undefined && userDataText === undefined) {
+    issues.push({ variable: "USER_DATA", message: `(the image's ${DEFAULTS.userDataFile}) is not UTF-8 text` });
+  }
 
   const raw = {
     CPU: value("CPU"),
