@@ -12,6 +12,7 @@ import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./conf
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
 import { applyDisk, ensureWritableDir, readDiskFacts } from "./apply/disk.js";
+import { readSaltKey, storeSaltKey, type SaltKey } from "./apply/saltKey.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkVncSocket, prepareVncSocket } from "./apply/vnc.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
@@ -49,17 +50,18 @@ function loadConfig(): { config: LauncherConfig; warnings: string[] } {
   return result;
 }
 
-async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity }> {
+async function prepare(): Promise<{ config: LauncherConfig; plan: LaunchPlan; warnings: string[]; host?: HostIdentity; salt: SaltKey }> {
   const { config, warnings } = loadConfig();
   await checkVncSocket(config.vnc);
-  const [discovered, disk, accel] = await Promise.all([
+  const [discovered, disk, accel, salt] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(config.baseImage, config.disksDir),
     discoverAccel(config.accel, config.disksDir, QEMU_BINARY),
+    readSaltKey(config.disksDir),
   ]);
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel }, runPaths(RUN_DIR));
-  return { config, plan, warnings, host: accel.host };
+  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key }, runPaths(RUN_DIR));
+  return { config, plan, warnings, host: accel.host, salt };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
@@ -73,7 +75,7 @@ async function run(): Promise<ExitCodeValue> {
   // First of all: a restarted container must not report the last run's "ready".
   await mkdir(RUN_DIR, { recursive: true });
   await writeState(paths.state, { phase: "starting" });
-  const { config, plan, warnings, host } = await prepare();
+  const { config, plan, warnings, host, salt } = await prepare();
   for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
@@ -84,6 +86,8 @@ async function run(): Promise<ExitCodeValue> {
 
   // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
   // so a failure before it leaves the volume as it was.
+  // The salt key first: the seed's password hashes were made with it.
+  await storeSaltKey(config.disksDir, salt);
   await writeSeedIso(plan.cloudInit, plan.paths.seedIso);
   await prepareVncSocket(config.vnc);
   log(`cloud-init: instance ${plan.cloudInit.instanceId}`);

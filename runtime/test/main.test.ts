@@ -194,3 +194,23 @@ test("USER_DATA with an alias bomb or an undefined alias exits 2 naming it, neve
     assert.doesNotMatch(result.stderr, /unexpected failure|ReferenceError|at .*\.ts:\d+/);
   }
 });
+
+test("2: password hashes use the disks folder's salt key: the instance-id is stable with it, and the dry run never writes it", async () => {
+  const disksDir = join(work, "salted");
+  const env = { ...goodEnv(disksDir), PASSWORD: "Salted-Canary-77" };
+  const plan = async () => {
+    const result = await launcher(["--dry-run"], env);
+    assert.equal(result.exitCode, 0, result.stderr);
+    return JSON.parse(result.stdout) as { instanceId: string; cloudInit: { userData: string } };
+  };
+  // No key yet (a first start): each dry run salts at random, and writes nothing.
+  assert.notEqual((await plan()).instanceId, (await plan()).instanceId);
+  await assert.rejects(readdir(disksDir), /ENOENT/);
+  // With the key a start stores beside the disk: the same plan every time.
+  await mkdir(disksDir);
+  await writeFile(join(disksDir, "password-salt.key"), `${"ab".repeat(32)}\n`);
+  const [first, second] = [await plan(), await plan()];
+  assert.equal(first.instanceId, second.instanceId);
+  assert.equal(first.cloudInit.userData, second.cloudInit.userData);
+  assert.equal(first.cloudInit.userData.includes("Salted-Canary-77"), false);
+});

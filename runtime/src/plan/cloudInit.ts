@@ -34,7 +34,7 @@ function template(name: string): string {
 
 const yamlValue = (value: unknown): string => JSON.stringify(value);
 
-function renderCloudConfig(config: LauncherConfig): string {
+function renderCloudConfig(config: LauncherConfig, saltKey: string): string {
   const view = {
     hostname: yamlValue(config.hostname),
     sshPasswordAuth: yamlValue(config.users.some((user) => user.password || user.passwordHash)),
@@ -44,7 +44,7 @@ function renderCloudConfig(config: LauncherConfig): string {
       // A plaintext password is hashed here: only its SHA-512 crypt reaches the seed and the dry run.
       hashedPassword: user.passwordHash
         ? yamlValue(user.passwordHash)
-        : user.password && yamlValue(cryptPassword(user.name, user.password)),
+        : user.password && yamlValue(cryptPassword(user.name, user.password, saltKey)),
       sudo: user.sudo,
       sshKeys: yamlValue(user.sshKeys),
     })),
@@ -90,8 +90,8 @@ function withUserData(ours: string, config: LauncherConfig): string {
  * a changed configuration is applied at the next boot while an unchanged one
  * keeps the same instance (and its SSH host keys).
  */
-export function planCloudInit(config: LauncherConfig, networkConfig: object): CloudInitFiles {
-  const userData = withUserData(renderCloudConfig(config), config);
+export function planCloudInit(config: LauncherConfig, networkConfig: object, saltKey: string): CloudInitFiles {
+  const userData = withUserData(renderCloudConfig(config, saltKey), config);
   const networkText = Mustache.render(template("network-config"), {
     networkConfigJson: JSON.stringify(networkConfig, null, 2),
   });

@@ -19,14 +19,22 @@ export interface LaunchPlan {
   argsFor(accel: Accel): string[];
 }
 
-export function planLaunch(config: LauncherConfig, facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts }, paths: RunPaths): LaunchPlan {
+/** What planning needs to know of the world: the disks, the container's network, the accelerator, the salt key kept with the disk. */
+export interface LaunchFacts {
+  disk: DiskFacts;
+  network: ContainerNetwork;
+  accel: AccelFacts;
+  saltKey: string;
+}
+
+export function planLaunch(config: LauncherConfig, facts: LaunchFacts, paths: RunPaths): LaunchPlan {
   const accel = planAccel(config.accel, facts.accel);
   const network = planNetwork(config, facts.network);
   const disk = planDisk(
     { basePath: config.baseImage, disksDir: config.disksDir, storageBytes: config.storageBytes, ephemeral: config.ephemeral },
     facts.disk,
   );
-  const cloudInit = planCloudInit(config, network.networkConfig);
+  const cloudInit = planCloudInit(config, network.networkConfig, facts.saltKey);
   const input = { config, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
   return { disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
 }
