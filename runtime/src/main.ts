@@ -76,7 +76,7 @@ async function run(): Promise<ExitCodeValue> {
   await mkdir(RUN_DIR, { recursive: true });
   await writeState(paths.state, { phase: "starting" });
   const { config, plan, warnings, host, salt } = await prepare();
-  for (const warning of [...warnings, ...plan.network.warnings]) log(`warning: ${warning}`);
+  for (const warning of [...warnings, ...plan.network.warnings, ...plan.cloudInit.warnings]) log(`warning: ${warning}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
 

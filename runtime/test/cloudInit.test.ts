@@ -128,19 +128,20 @@ function mimeParts(text: string): Array<{ headers: string; body: string }> {
     });
 }
 
-test("USER_DATA joins as a second MIME part that cloud-init merges into ours", () => {
+test("USER_DATA joins as the first MIME part; the launcher's comes last and replaces the keys it sets", () => {
   const extra = "#cloud-config\nwrite_files:\n  - path: /etc/motd\n    content: hello\nruncmd:\n  - [touch, /tmp/ran]\n";
   const files = planCloudInit(config({ userData: { kind: "cloud-config", text: extra } }), network, SALT_KEY);
   assert.match(files.userData, /^Content-Type: multipart\/mixed; boundary="devmachines-[0-9a-f]+"/);
   const parts = mimeParts(files.userData);
   assert.equal(parts.length, 2);
   assert.match(parts[0]!.headers, /text\/cloud-config/);
-  assert.equal(parse(parts[0]!.body).hostname, "box");
-  assert.match(parts[1]!.headers, /Merge-Type: list\(append\)\+dict\(no_replace,recurse_list\)\+str\(\)/);
-  assert.deepEqual(parse(parts[1]!.body).runcmd, [["touch", "/tmp/ran"]]);
+  assert.deepEqual(parse(parts[0]!.body).runcmd, [["touch", "/tmp/ran"]]);
+  assert.match(parts[1]!.headers, /text\/cloud-config/);
+  assert.match(parts[1]!.headers, /Merge-Type: dict\(replace\)\+list\(\)\+str\(\)/);
+  assert.equal(parse(parts[1]!.body).hostname, "box");
 
   const script = planCloudInit(config({ userData: { kind: "script", text: "#!/bin/sh\necho hi\n" } }), network, SALT_KEY);
   const scriptParts = mimeParts(script.userData);
-  assert.match(scriptParts[1]!.headers, /text\/x-shellscript/);
-  assert.equal(scriptParts[1]!.body, "#!/bin/sh\necho hi");
+  assert.match(scriptParts[0]!.headers, /text\/x-shellscript/);
+  assert.equal(scriptParts[0]!.body, "#!/bin/sh\necho hi");
 });

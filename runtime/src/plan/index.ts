@@ -49,6 +49,6 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
     network: plan.network,
     accel,
     instanceId: plan.cloudInit.instanceId,
-    warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings],
+    warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings],
   };
 }
