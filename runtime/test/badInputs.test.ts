@@ -276,3 +276,10 @@ test("13: every problem is reported at once, also the ones that depend on other 
     assert.match(issues, expected);
   }
 });
+
+test("11: BASE_IMAGE and DISKS_DIR under /proc, /sys or /dev (also by ..) exit 2; /dev/shm is an ordinary folder", () => {
+  for (const [variable, path] of [["DISKS_DIR", "/proc/x"], ["DISKS_DIR", "/sys"], ["DISKS_DIR", "/var/../dev/disks"], ["BASE_IMAGE", "/dev/sda"], ["BASE_IMAGE", "/proc/self/fd/0"], ["BASE_IMAGE", "//dev//zero"]] as const) {
+    assert.match(issuesOf(parseConfig({ ...base, [variable]: path }, noFiles)), new RegExp(`${variable}=.* must not be under /proc, /sys or /dev`), path);
+  }
+  assert.ok(parseConfig({ ...base, DISKS_DIR: "/dev/shm/disks", BASE_IMAGE: "/images/devices.qcow2" }, noFiles).ok);
+});

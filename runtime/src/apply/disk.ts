@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { access, constants, lstat, mkdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import { execa } from "execa";
+import { inKernelFileSystem } from "../config/fields.js";
 import { ExitCode, LauncherError } from "../exitCodes.js";
 import type { BaseIdentity, DiskFacts, DiskPlan, ImageReferences } from "../plan/disk.js";
 import { IDENTITY_NAME, OVERLAY_NAME } from "../plan/disk.js";
@@ -142,7 +143,7 @@ export async function ensureWritableDir(dir: string, variable: string): Promise<
     await mkdir(dir, { recursive: true });
     await access(dir, constants.W_OK);
     // The configuration refuses /proc, /sys and /dev; a symlink must not lead there either.
-    if (/^\/(proc|sys|dev)(\/|$)/.test(await realpath(dir))) throw new Error("it leads into /proc, /sys or /dev");
+    if (inKernelFileSystem(await realpath(dir))) throw new Error("it leads into /proc, /sys or /dev");
   } catch (error) {
     throw new LauncherError(
       `${variable} ${dir} cannot be written (${(error as Error).message}). Mount a writable volume there: docker run -v devmachine-disk:${dir} ...`,

@@ -171,10 +171,16 @@ export const hostnameField = z
  * is a device or a live view (reading /dev/zero or a FIFO never ends, mkdir there fails
  * oddly), so a disk image or the disks folder never belongs there.
  */
+export function inKernelFileSystem(path: string): boolean {
+  const normal = posix.normalize(path);
+  // /dev/shm is an ordinary tmpfs (a fast home for an EPHEMERAL disk).
+  return /^\/(proc|sys|dev)(\/|$)/.test(normal) && !/^\/dev\/shm(\/|$)/.test(normal);
+}
+
 export const hostPathField = z
   .string()
   .startsWith("/", "must be an absolute path")
-  .refine((path) => !/^\/(proc|sys|dev)(\/|$)/.test(posix.normalize(path)), "must not be under /proc, /sys or /dev (kernel file systems, not files)");
+  .refine((path) => !inKernelFileSystem(path), "must not be under /proc, /sys or /dev (kernel file systems, not files; /dev/shm is fine)");
 
 export const booleanField = z
   .string()
