@@ -283,3 +283,13 @@ test("11: BASE_IMAGE and DISKS_DIR under /proc, /sys or /dev (also by ..) exit 2
   }
   assert.ok(parseConfig({ ...base, DISKS_DIR: "/dev/shm/disks", BASE_IMAGE: "/images/devices.qcow2" }, noFiles).ok);
 });
+
+test("13: a refused password source does not add a misleading 'no user could log in'; long values are cut in messages", () => {
+  const both = issuesOf(parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD: "x", PASSWORD_FILE: "/pw" }, () => "y"));
+  assert.match(both, /PASSWORD_FILE is set together with PASSWORD/);
+  assert.doesNotMatch(both, /no user could log in/);
+  const badKey = issuesOf(parseConfig({ ...base, SSH_KEYS: "ssh-ed25519 AAAA" }, noFiles));
+  assert.doesNotMatch(badKey, /no user could log in/);
+  const long = issuesOf(parseConfig({ ...base, DNS: "x".repeat(5000) }, noFiles));
+  assert.match(long, /DNS="x{200}"\.\.\. \(5000 characters\) must list/);
+});

@@ -240,8 +240,10 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   }
 
   const listedUsers = Array.isArray(usersJson) ? (usersJson as Record<string, unknown>[]) : [];
+  // A password or keys that were given count even when they were refused for another reason
+  // (reported on their own): "no user could log in" would only repeat that problem.
   const someoneCanLogIn =
-    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length) ||
+    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length || value("PASSWORD") || value("PASSWORD_FILE") || value("SSH_KEYS") || value("SSH_KEYS_FILE")) ||
     listedUsers.some((user) => user?.password || user?.passwordHash || (Array.isArray(user?.sshKeys) && user.sshKeys.length > 0));
   const usersUnreadable = usersText !== undefined && !Array.isArray(usersJson);
   if (!someoneCanLogIn && !usersUnreadable) {
@@ -338,9 +340,12 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   };
 }
 
+/** Values are shown up to this many characters: a huge PORTS must not flood the log once per problem. */
+const SHOWN_VALUE_CHARS = 200;
+
 /** One line per problem, as the container prints them. */
 export function formatIssues(issues: ConfigIssue[]): string {
-  return issues
-    .map((issue) => `  ${issue.variable}${issue.value === undefined ? "" : `=${JSON.stringify(issue.value)}`} ${issue.message}`)
-    .join("\n");
+  const shown = (value: string) =>
+    value.length > SHOWN_VALUE_CHARS ? `${JSON.stringify(value.slice(0, SHOWN_VALUE_CHARS))}... (${value.length} characters)` : JSON.stringify(value);
+  return issues.map((issue) => `  ${issue.variable}${issue.value === undefined ? "" : `=${shown(issue.value)}`} ${issue.message}`).join("\n");
 }
