@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../src/config/schema.js";
+import { parseUserData } from "../src/config/userData.js";
 import { planCloudInit, READY_MARKER } from "../src/plan/cloudInit.js";
 import { realCloudInit } from "./fixtures/cloudInitMerge.js";
 import { ED25519, RSA } from "./fixtures/keys.js";
@@ -47,10 +48,10 @@ const HOSTILE_KEYS = [
 ];
 
 test("5: the launcher's users, keys, password and root login, host name and readiness win over any USER_DATA, in the guest's real cloud-init", async (t) => {
-  const merge = await realCloudInit(t);
-  if (!merge) return;
+  const cloudInit = await realCloudInit(t);
+  if (!cloudInit) return;
   const cases = HOSTILE_MERGES.flatMap((rules) => HOSTILE_KEYS.map((keys) => `${rules}${keys}packages: [htop]\nruncmd:\n  - [touch, /tmp/ran]\n`));
-  const results = await merge(cases.map((userData) => seed(userData).userData));
+  const results = await cloudInit.merge(cases.map((userData) => seed(userData).userData));
   cases.forEach((userData, index) => {
     const merged = results[index]!;
     const label = JSON.stringify(userData);
@@ -63,10 +64,10 @@ test("5: the launcher's users, keys, password and root login, host name and read
 });
 
 test("5: with no USER_DATA, or a script, the guest's cloud-init sees the launcher's cloud-config unchanged", async (t) => {
-  const merge = await realCloudInit(t);
-  if (!merge) return;
+  const cloudInit = await realCloudInit(t);
+  if (!cloudInit) return;
   const plain = planCloudInit((parseConfig(base, () => undefined) as { config: Parameters<typeof planCloudInit>[0] }).config, { version: 2 }, "cd".repeat(32));
-  const [merged, script] = await merge([plain.userData, seed("#!/bin/sh\necho hi\n").userData]);
+  const [merged, script] = await cloudInit.merge([plain.userData, seed("#!/bin/sh\necho hi\n").userData]);
   assertLauncherWins(merged!.config, "no USER_DATA");
   assert.match(merged!.version, /^\d+\.\d+/);
   assertLauncherWins(script!.config, "script");
@@ -79,4 +80,20 @@ test("5: each launcher key USER_DATA sets is named in a warning, and merge rules
   for (const key of ["users", "ssh_pwauth", "final_message"]) assert.match(warnings, new RegExp(`USER_DATA sets ${key}, which the launcher sets itself`));
   assert.doesNotMatch(warnings, /packages/);
   assert.deepEqual(seed("packages: [htop]\n").warnings, []);
+});
+
+test("12: USER_DATA's YAML is refused exactly when the guest's cloud-init YAML loader would drop it", async (t) => {
+  const cloudInit = await realCloudInit(t);
+  if (!cloudInit) return;
+  const samples = [
+    "a: !!str 1", "a: !!binary aGk=", "a: !!int '3'", "a: !!float '1.5'", "a: !!bool yes", "a: !!null ''", "a: !!set {x}",
+    "a: !!timestamp 2020-01-01", "a: !!omap [{x: 1}]", "a: !!pairs [{x: 1}]", "a: !!seq [1]", "a: !!map {x: 1}",
+    "a: !<tag:yaml.org,2002:str> x", "<<: {a: 1}\nb: 2", "x: &a [1]\ny: *a",
+    "a: !custom x", "a: !!foo x", "a: !!python/unicode x", "a: !!python/object:os.system x", "a: !!python/name:os.system ''",
+    "a: !!value x", "a: !!merge x", "a: !<tag:example.com,2000:x> y", "runcmd: [*nope]", "a: [unclosed",
+  ];
+  const loads = await cloudInit.loads(samples);
+  samples.forEach((sample, index) => {
+    assert.equal(parseUserData(sample).ok, loads[index], `${JSON.stringify(sample)}: cloud-init ${loads[index] ? "reads" : "refuses"} it`);
+  });
 });

@@ -17,12 +17,12 @@ export type UserData = { kind: "cloud-config"; text: string } | { kind: "script"
 export type UserDataResult = { ok: true; userData: UserData } | { ok: false; problem: string };
 
 /**
- * The tags PyYAML's SafeLoader constructs, plus `python/unicode`, which cloud-init's
- * loader adds. Any other tag (`!custom`, `!!python/object:...`) makes the guest's
- * loader fail.
+ * The tags PyYAML's SafeLoader constructs when written out (`!!str`, ...). Any other tag
+ * (`!custom`, `!!python/object:...`, also `!!python/unicode` and `!!merge`) makes the
+ * guest's loader fail; cloudInitMerge.test.ts checks this list against it.
  */
 const SAFE_TAGS = new Set(
-  ["null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set", "str", "seq", "map", "merge", "value", "python/unicode"].map(
+  ["null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set", "str", "seq", "map"].map(
     (name) => `tag:yaml.org,2002:${name}`,
   ),
 );
