@@ -15,10 +15,10 @@ import { formatBytes, MiB, parseRamInBytes, PiB, TiB } from "./units.js";
 export const MIN_MEMORY_BYTES = 128 * MiB;
 
 /**
- * The most guest memory: 1 TiB. QEMU's TCG CPU (`-cpu max`) addresses 40 physical bits
- * (1 TiB, with the PCI hole below 4 GiB taken out), so more could never start under
- * ACCEL=auto's fallback; and it keeps absurd values (hundreds of digits, `1P`) from
- * reaching QEMU's `-m` as `InfinityM`.
+ * The most guest memory: 1 TiB, a sanity bound far above any DevMachine. It is about what
+ * QEMU's TCG CPU addresses with its default 40 physical address bits (not tried here: this
+ * host cannot reserve that much), so ACCEL=auto's fallback could not start much more; and it
+ * keeps absurd values (hundreds of digits, `1P`) from reaching QEMU's `-m` as `InfinityM`.
  */
 export const MAX_MEMORY_BYTES = TiB;
 
