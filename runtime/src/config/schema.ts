@@ -243,7 +243,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   // A password or keys that were given count even when they were refused for another reason
   // (reported on their own): "no user could log in" would only repeat that problem.
   const someoneCanLogIn =
-    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length || value("PASSWORD") || value("PASSWORD_FILE") || value("SSH_KEYS") || value("SSH_KEYS_FILE")) ||
+    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length || ["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH_FILE", "SSH_KEYS", "SSH_KEYS_FILE"].some((name) => value(name))) ||
     listedUsers.some((user) => user?.password || user?.passwordHash || (Array.isArray(user?.sshKeys) && user.sshKeys.length > 0));
   const usersUnreadable = usersText !== undefined && !Array.isArray(usersJson);
   if (!someoneCanLogIn && !usersUnreadable) {
