@@ -233,7 +233,7 @@ test("13: PASSWORD_HASH must be a complete hash of a known scheme; real ones of 
     ...real.map((hash) => `${hash}x`), // extended
     ...real.map((hash) => `${hash.slice(0, -2)}!${hash.slice(-1)}`), // a character outside crypt's alphabet
     "$6$x$y", "$6$$", "$6$salt", "$6$toolongsaltstring1$" + "a".repeat(86), "$6$rounds=99$salt$" + "a".repeat(86), "$9$salt$hash",
-    "$2b$99$" + "a".repeat(53), "$y$$$", "!", "*", "$6$salt$" + "a".repeat(86) + "\n",
+    "$2b$99$" + "a".repeat(53), "$y$$$", "!", "*", "$6$salt$" + "a".repeat(86) + "\u0000",
   ];
   for (const hash of malformed) {
     const issues = issuesOf(parseConfig({ ...base, PASSWORD_HASH: hash }, noFiles));

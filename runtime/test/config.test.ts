@@ -90,7 +90,7 @@ test("*_FILE variables read Docker secrets; a missing file is a named error", ()
 });
 
 test("PASSWORD_HASH_FILE reads the hash from a file, reported under its own name and never echoed", () => {
-  const hash = "$6$salt$abcdefghijklmnop";
+  const hash = "$6$abcdefgh$KQeXafAQAaOoKTevphVU215RvJdgzyfASRasIOuh12hO8u0r1bGW92ZnTmC9IjsiQ8VPiTXBiZF49dFL1U4wX/";
   const files: Record<string, string> = { "/run/secrets/hash": `${hash}\n`, "/run/secrets/bad": "plain-text-pw\n", "/run/secrets/pw": "pw" };
   const read = (path: string) => files[path];
   const result = parseConfig({ ...base, SSH_KEYS: undefined, PASSWORD_HASH_FILE: "/run/secrets/hash" }, read);
