@@ -6,14 +6,16 @@
  *   --dry-run   print the whole plan as one JSON object and change nothing
  *   --health    exit 0 when the VM is ready (the image's HEALTHCHECK)
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
 import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, MIN_FREE_BYTES, readDiskFacts } from "./apply/disk.js";
 import { lockDisksDir } from "./apply/lock.js";
+import { readSaltKey, storeSaltKey, type SaltKey } from "./apply/saltKey.js";
 import { writeSeedIso } from "./apply/seed.js";
+import { checkVncSocket, prepareVncSocket } from "./apply/vnc.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { withDockerUpstream } from "./network/resolverProbe.js";
@@ -30,9 +32,12 @@ const RUN_DIR = process.env.DEVMACHINES_RUN_DIR ?? "/run/devmachines";
 
 const log = (message: string) => process.stderr.write(`devmachines: ${message}\n`);
 
-function readFileIfPresent(path: string): string | undefined {
+function readFileIfPresent(path: string): Uint8Array | undefined {
   try {
-    return readFileSync(path, "utf8");
+    // A FIFO or a device would block the read forever: only regular files are read.
+    if (!statSync(path).isFile()) return undefined;
+    // Bytes, not text: the parser refuses a file that is not UTF-8 instead of guessing.
+    return readFileSync(path);
   } catch {
     return undefined;
   }
@@ -54,15 +59,19 @@ async function locate(config: LauncherConfig): Promise<LocationPlan> {
   return planLocations(config, await discoverLocations(), { ...DEFAULTS, runDir: RUN_DIR });
 }
 
-async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity }> {
-  const [discovered, disk, accel] = await Promise.all([
+async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity; salt: SaltKey }> {
+  const disksDir = locations.disksDir.path;
+  const [discovered, disk, accel, salt] = await Promise.all([
     discoverNetwork(),
-    readDiskFacts(locations.baseImage.path, locations.disksDir.path),
-    discoverAccel(config.accel, locations.disksDir.path, QEMU_BINARY),
+    readDiskFacts(locations.baseImage.path, disksDir),
+    discoverAccel(config.accel, disksDir, QEMU_BINARY),
+    readSaltKey(disksDir),
   ]);
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel }, locations, RUN_DIR);
-  return { plan, host: accel.host };
+  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key }, locations, RUN_DIR);
+  // QEMU replaces whatever file is at a VNC socket's path: refused before anything is made.
+  await checkVncSocket(plan.vnc);
+  return { plan, host: accel.host, salt };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
@@ -85,8 +94,10 @@ async function run(): Promise<ExitCodeValue> {
   await ensureWritableDir(disksDir, "DISKS_DIR");
   await ensureFreeSpace(disksDir, "DISKS_DIR");
   const lock = lockDisksDir(disksDir, "DISKS_DIR");
-  const { plan, host } = await prepare(config, locations);
-  for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings]) log(`warning: ${warning}`);
+  const { plan, host, salt } = await prepare(config, locations);
+  for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings]) {
+    log(`warning: ${warning}`);
+  }
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
 
@@ -95,7 +106,10 @@ async function run(): Promise<ExitCodeValue> {
 
   // The seed lives in the run folder and the bridge undoes itself; the disk comes last,
   // so a failure before it leaves the volume as it was.
+  // The salt key first: the seed's password hashes were made with it.
+  await storeSaltKey(disksDir, salt);
   await writeSeedIso(plan.cloudInit, plan.paths.seedIso);
+  await prepareVncSocket(plan.vnc);
   const { baseImage, socketsDir, vncSocket } = plan.locations;
   log(`base image: ${baseImage.path} (${baseImage.reason})`);
   log(`disks folder: ${disksDir} (${locations.disksDir.reason})`);
@@ -215,14 +229,25 @@ async function main(argv: string[]): Promise<ExitCodeValue> {
   return run();
 }
 
+/**
+ * Exits once stdout and stderr have handed everything to the OS. A pipe takes 64 KiB at
+ * a time; process.exit() right after a large write (the dry run's JSON) would cut it there.
+ * A stream calls back in order, so an empty write's callback means all before it is out.
+ */
+async function exitWhenFlushed(code: ExitCodeValue): Promise<never> {
+  const flushed = (stream: NodeJS.WriteStream) => new Promise<void>((resolve) => stream.write("", () => resolve()));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (error: unknown) => {
     if (error instanceof LauncherError) {
       log(error.message);
-      process.exit(error.exitCode);
+      return exitWhenFlushed(error.exitCode);
     }
     log(`unexpected failure: ${(error as Error).stack ?? String(error)}`);
-    process.exit(ExitCode.Failure);
+    return exitWhenFlushed(ExitCode.Failure);
   },
 );

@@ -6,6 +6,9 @@ import type { LauncherConfig } from "../src/config/schema.js";
 import { planCloudInit, READY_MARKER } from "../src/plan/cloudInit.js";
 import { ED25519 } from "./fixtures/keys.js";
 
+/** A fixed salt key, as the launcher keeps one per disk. */
+const SALT_KEY = "5a".repeat(32);
+
 const network = { version: 2, ethernets: { nic0: { match: { macaddress: "52:54:00:12:34:56" }, dhcp4: true } } };
 
 function config(overrides: Partial<LauncherConfig> = {}): LauncherConfig {
@@ -43,6 +46,7 @@ test("hostile values come back from the YAML exactly as data", () => {
                 { name: "second", passwordHash: hostile, sshKeys: [], sudo: false }],
       }),
       network,
+      SALT_KEY,
     );
     assert.match(files.userData, /^#cloud-config\n/);
     const userData = parse(files.userData);
@@ -59,6 +63,7 @@ test("hostile values come back from the YAML exactly as data", () => {
     const withoutPassword = planCloudInit(
       config({ hostname: "box", users: [{ name: "dev", password: hostile, sshKeys: [ED25519], sudo: true }] }),
       network,
+      SALT_KEY,
     );
     for (const text of [withoutPassword.userData, withoutPassword.metaData, withoutPassword.networkConfig]) {
       assert.equal(text.includes(hostile), false, `plaintext ${JSON.stringify(hostile)} leaked`);
@@ -79,6 +84,7 @@ test("users get sudo, locked or open passwords and keys as asked", () => {
     planCloudInit(
       config({ users: [{ name: "dev", sshKeys: [ED25519], sudo: true }, { name: "ops", password: "pw", sshKeys: [], sudo: false }] }),
       network,
+      SALT_KEY,
     ).userData,
   );
   assert.equal(userData.ssh_pwauth, true);
@@ -89,15 +95,15 @@ test("users get sudo, locked or open passwords and keys as asked", () => {
   assert.match(opsHash, /^\$6\$/);
   assert.equal(verify("pw", opsHash), true);
   assert.match(userData.final_message, new RegExp(`^${READY_MARKER} `));
-  assert.equal(parse(planCloudInit(config(), network).userData).ssh_pwauth, false, "no password, no password login");
+  assert.equal(parse(planCloudInit(config(), network, SALT_KEY).userData).ssh_pwauth, false, "no password, no password login");
 });
 
 test("network-config is the network plan, as YAML", () => {
-  assert.deepEqual(parse(planCloudInit(config(), network).networkConfig), network);
+  assert.deepEqual(parse(planCloudInit(config(), network, SALT_KEY).networkConfig), network);
 });
 
 test("the instance-id follows what the guest receives, and only that", () => {
-  const id = (overrides: Partial<LauncherConfig>, net: object = network) => planCloudInit(config(overrides), net).instanceId;
+  const id = (overrides: Partial<LauncherConfig>, net: object = network) => planCloudInit(config(overrides), net, SALT_KEY).instanceId;
   assert.equal(id({}), id({}), "stable for the same configuration");
   assert.equal(id({}), id({ storageBytes: 40 * 1024 ** 3, cpu: 4, memoryBytes: 2 * 1024 ** 3 }), "hardware changes keep the instance");
   assert.notEqual(id({}), id({ hostname: "other" }));
@@ -122,19 +128,20 @@ function mimeParts(text: string): Array<{ headers: string; body: string }> {
     });
 }
 
-test("USER_DATA joins as a second MIME part that cloud-init merges into ours", () => {
+test("USER_DATA joins as the first MIME part; the launcher's comes last and replaces the keys it sets", () => {
   const extra = "#cloud-config\nwrite_files:\n  - path: /etc/motd\n    content: hello\nruncmd:\n  - [touch, /tmp/ran]\n";
-  const files = planCloudInit(config({ userData: { kind: "cloud-config", text: extra } }), network);
+  const files = planCloudInit(config({ userData: { kind: "cloud-config", text: extra } }), network, SALT_KEY);
   assert.match(files.userData, /^Content-Type: multipart\/mixed; boundary="devmachines-[0-9a-f]+"/);
   const parts = mimeParts(files.userData);
   assert.equal(parts.length, 2);
   assert.match(parts[0]!.headers, /text\/cloud-config/);
-  assert.equal(parse(parts[0]!.body).hostname, "box");
-  assert.match(parts[1]!.headers, /Merge-Type: list\(append\)\+dict\(no_replace,recurse_list\)\+str\(\)/);
-  assert.deepEqual(parse(parts[1]!.body).runcmd, [["touch", "/tmp/ran"]]);
+  assert.deepEqual(parse(parts[0]!.body).runcmd, [["touch", "/tmp/ran"]]);
+  assert.match(parts[1]!.headers, /text\/cloud-config/);
+  assert.match(parts[1]!.headers, /Merge-Type: dict\(replace\)\+list\(\)\+str\(\)/);
+  assert.equal(parse(parts[1]!.body).hostname, "box");
 
-  const script = planCloudInit(config({ userData: { kind: "script", text: "#!/bin/sh\necho hi\n" } }), network);
+  const script = planCloudInit(config({ userData: { kind: "script", text: "#!/bin/sh\necho hi\n" } }), network, SALT_KEY);
   const scriptParts = mimeParts(script.userData);
-  assert.match(scriptParts[1]!.headers, /text\/x-shellscript/);
-  assert.equal(scriptParts[1]!.body, "#!/bin/sh\necho hi");
+  assert.match(scriptParts[0]!.headers, /text\/x-shellscript/);
+  assert.equal(scriptParts[0]!.body, "#!/bin/sh\necho hi");
 });

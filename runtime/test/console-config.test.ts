@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { formatIssues, parseConfig, type ParseResult } from "../src/config/schema.js";
+import { parseVnc } from "../src/config/vnc.js";
 import { qemuArgs, runPaths } from "../src/plan/qemu.js";
 import { ED25519 } from "./fixtures/keys.js";
 
@@ -49,8 +50,16 @@ test("bad console settings are refused, naming the variable, never echoing the t
 
 test("the console adds a VGA card and QEMU's VNC on a Unix socket in the run folder, beside a raw VNC", () => {
   const paths = runPaths("/run/devmachines");
-  const args = (config: { vnc?: string; console?: { port: number } }) =>
-    qemuArgs({ config: { cpu: 1, memoryBytes: 1024 ** 3, hostname: "box", ...config }, overlayPath: "/d/o.qcow2", networkArgs: [], paths }, "tcg");
+  const spec = (text: string) => {
+    const parsed = parseVnc(text);
+    assert.ok(parsed.ok);
+    return parsed.spec;
+  };
+  const args = ({ vnc, ...config }: { vnc?: string; console?: { port: number } }) =>
+    qemuArgs(
+      { config: { cpu: 1, memoryBytes: 1024 ** 3, hostname: "box", ...config, ...(vnc !== undefined && { vnc: spec(vnc) }) }, overlayPath: "/d/o.qcow2", networkArgs: [], paths },
+      "tcg",
+    );
   const tail = (argv: string[]) => argv.slice(argv.indexOf("-monitor") + 2);
   assert.deepEqual(tail(args({})), ["-display", "none"]);
   assert.deepEqual(tail(args({ console: { port: 8080 } })), ["-device", "VGA", "-vnc", "unix:/run/devmachines/vnc.sock,id=devmachines-console"]);

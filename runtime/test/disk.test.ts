@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -10,6 +10,8 @@ import { ExitCode, LauncherError } from "../src/exitCodes.js";
 
 const GiB = 1024 ** 3;
 const base = { sha256: "a".repeat(64), virtualSize: 2 * GiB, format: "qcow2" };
+/** What qemu-img reports of an untouched overlay: its base, by path and recorded format. */
+const backedByBase = { backingFile: "/images/base.qcow2", backingFormat: "qcow2" };
 const options = { basePath: "/images/base.qcow2", disksDir: "/disks", storageBytes: 20 * GiB, ephemeral: false };
 
 function refused(facts: DiskFacts, overrides: Partial<typeof options>, code: number, message: RegExp) {
@@ -21,20 +23,20 @@ function refused(facts: DiskFacts, overrides: Partial<typeof options>, code: num
 
 test("disk decisions: fresh, reuse, grow, ephemeral", () => {
   assert.equal(planDisk(options, { base, overlay: undefined }).action, "create");
-  const reuse = planDisk(options, { base, overlay: { virtualSize: 20 * GiB, base } });
+  const reuse = planDisk(options, { base, overlay: { virtualSize: 20 * GiB, base, ...backedByBase } });
   assert.equal(reuse.action, "reuse");
   assert.equal(reuse.overlayPath, "/disks/disk.qcow2");
-  const grow = planDisk({ ...options, storageBytes: 30 * GiB }, { base, overlay: { virtualSize: 20 * GiB, base } });
+  const grow = planDisk({ ...options, storageBytes: 30 * GiB }, { base, overlay: { virtualSize: 20 * GiB, base, ...backedByBase } });
   assert.equal(grow.action, "grow");
   assert.equal(grow.sizeBytes, 30 * GiB);
   assert.equal(grow.previousSizeBytes, 20 * GiB);
-  assert.equal(planDisk({ ...options, ephemeral: true }, { base, overlay: { virtualSize: 20 * GiB, base } }).action, "create");
+  assert.equal(planDisk({ ...options, ephemeral: true }, { base, overlay: { virtualSize: 20 * GiB, base, ...backedByBase } }).action, "create");
 });
 
 test("disk refusals: no base, shrink, other base, unknown base, smaller than the base", () => {
   refused({ base: undefined, overlay: undefined }, {}, ExitCode.Host, /no base image at \/images\/base.qcow2/);
-  refused({ base, overlay: { virtualSize: 20 * GiB, base } }, { storageBytes: 10 * GiB }, ExitCode.Config, /disks never shrink/);
-  refused({ base, overlay: { virtualSize: 20 * GiB, base: { ...base, sha256: "b".repeat(64) } } }, {}, ExitCode.Disk, /created over another base image/);
+  refused({ base, overlay: { virtualSize: 20 * GiB, base, ...backedByBase } }, { storageBytes: 10 * GiB }, ExitCode.Config, /disks never shrink/);
+  refused({ base, overlay: { virtualSize: 20 * GiB, base: { ...base, sha256: "b".repeat(64) }, ...backedByBase } }, {}, ExitCode.Disk, /created over another base image/);
   refused({ base, overlay: { virtualSize: 20 * GiB, base: undefined } }, {}, ExitCode.Disk, /base image is unknown/);
   refused({ base, overlay: undefined }, { storageBytes: GiB }, ExitCode.Config, /smaller than the base image/);
 });
@@ -160,4 +162,109 @@ test("an overlay is checked before it boots: leaks (an unclean stop) are repaire
     checkOverlay(path),
     (error: unknown) => error instanceof LauncherError && error.exitCode === ExitCode.Disk && /is corrupt: qemu-img check found \d+ corrupted clusters/.test(error.message),
   );
+});
+
+// Bad-inputs class 1: a disk must never expose another file of the container to the guest.
+const refusedWith = (code: number) => (pattern: RegExp) => (error: unknown) => error instanceof LauncherError && error.exitCode === code && pattern.test(error.message);
+const refusedHost = refusedWith(ExitCode.Host);
+/** A disk in the disks folder that cannot be used safely as it is: exit 6. */
+const refusedDisk = refusedWith(ExitCode.Disk);
+const planFor = async (basePath: string, disksDir: string) =>
+  planDisk({ basePath, disksDir, storageBytes: 256 * 1024 ** 2, ephemeral: false }, await readDiskFacts(basePath, disksDir));
+
+test("1: a base image with a backing file, an external data file, or a format that refers to files is refused (exit 3)", async () => {
+  const dir = join(work, "hostile-bases");
+  await execa("mkdir", ["-p", dir]);
+  const secret = join(dir, "secret");
+  await writeFile(secret, "TOP-SECRET-CONTENT".repeat(1000));
+  const empty = join(dir, "empty-disks");
+
+  const backed = join(dir, "backed.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret, backed, "64M"]);
+  await assert.rejects(planFor(backed, empty), refusedHost(/has a backing file .*secret.*refusing it/));
+
+  const withData = join(dir, "data.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-o", `data_file=${join(dir, "external.raw")}`, withData, "64M"]);
+  await assert.rejects(planFor(withData, empty), refusedHost(/has an external data file/));
+
+  // A "raw" image whose first bytes are a qcow2 header naming a backing file: the content
+  // decides what qemu-img sees, so it is refused the same way, never opened as raw over it.
+  const disguised = join(dir, "disguised.raw");
+  await execa("qemu-img", ["create", "-q", "-f", "raw", disguised, "64M"]);
+  await execa("dd", [`if=${backed}`, `of=${disguised}`, "bs=64k", "count=1", "conv=notrunc", "status=none"]);
+  await assert.rejects(planFor(disguised, empty), refusedHost(/backing file/));
+
+  // A VMDK descriptor can name any file as its extent: only qcow2 and raw are opened.
+  const vmdk = join(dir, "descriptor.vmdk");
+  await writeFile(vmdk, `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 128 FLAT "${secret}" 0\nddb.virtualHWVersion = "4"\n`);
+  await assert.rejects(planFor(vmdk, empty), refusedHost(/vmdk image; the launcher opens qcow2 or raw only/));
+
+  await assert.rejects(readdir(empty), /ENOENT/, "nothing was created");
+});
+
+test("1: an existing disk whose backing path, backing format or content was changed is refused on reuse (exit 6; unreadable as qcow2: exit 3)", async () => {
+  const dir = join(work, "tampered");
+  await execa("mkdir", ["-p", dir]);
+  const basePath = join(dir, "base.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", basePath, "64M"]);
+  const secret = join(dir, "secret");
+  await writeFile(secret, "x".repeat(65536));
+
+  for (const [name, tamper, pattern] of [
+    ["path", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", secret], /backing file .*secret.* \(format raw\).*header was changed/],
+    ["format", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath], /\(format raw\), but BASE_IMAGE is .* \(qcow2\)/],
+  ] as const) {
+    const disksDir = join(dir, name);
+    await execa("mkdir", ["-p", disksDir]);
+    const plan = await planFor(basePath, disksDir);
+    await applyDisk(plan);
+    assert.equal((await planFor(basePath, disksDir)).action, "reuse", "untouched, it is reused");
+    await execa("qemu-img", [...tamper, plan.overlayPath]);
+    await assert.rejects(planFor(basePath, disksDir), refusedDisk(pattern), name);
+  }
+
+  // The disk replaced by a raw file: read as qcow2 only, never guessed.
+  const disksDir = join(dir, "raw-disk");
+  await execa("mkdir", ["-p", disksDir]);
+  await applyDisk(await planFor(basePath, disksDir));
+  await writeFile(join(disksDir, "disk.qcow2"), Buffer.alloc(1024 * 1024));
+  await assert.rejects(planFor(basePath, disksDir), refusedHost(/the disk .* cannot be read as a qcow2 image/));
+});
+
+test("1: the plan refuses facts that name another file, whatever qemu-img said (pure)", () => {
+  refused({ base, baseReferences: { backingFile: "/run/secrets/x" }, overlay: undefined }, {}, ExitCode.Host, /backing file \("\/run\/secrets\/x"\)/);
+  refused({ base, baseReferences: { dataFile: "/etc/shadow" }, overlay: undefined }, {}, ExitCode.Host, /external data file/);
+  refused({ base: { ...base, format: "vpc" }, overlay: undefined }, {}, ExitCode.Host, /vpc image/);
+  const overlay = { virtualSize: 20 * GiB, base, backingFile: options.basePath, backingFormat: "qcow2" };
+  assert.equal(planDisk(options, { base, overlay }).action, "reuse");
+  refused({ base, overlay: { ...overlay, dataFile: "/dev/sda" } }, {}, ExitCode.Disk, /external data file/);
+  refused({ base, overlay: { ...overlay, backingFile: undefined } }, {}, ExitCode.Disk, /backing file none/);
+  refused({ base, overlay: { ...overlay, backingFormat: undefined } }, {}, ExitCode.Disk, /format unset/);
+});
+
+test("11: a base image, disk or record that is a folder, FIFO, device or symlinked disk is refused promptly (exit 3)", { timeout: 60_000 }, async () => {
+  const dir = join(work, "odd-files");
+  const disksDir = join(dir, "disks");
+  await execa("mkdir", ["-p", join(dir, "folder"), disksDir]);
+  await execa("mkfifo", [join(dir, "fifo")]);
+  await symlink("/dev/zero", join(dir, "zero"));
+  for (const [path, kind] of [[join(dir, "folder"), /a folder/], [join(dir, "fifo"), /a FIFO/], [join(dir, "zero"), /a character device/]] as const) {
+    await assert.rejects(planFor(path, disksDir), refusedHost(new RegExp(`BASE_IMAGE .* is ${kind.source}, not a regular file`)));
+  }
+  const basePath = join(dir, "base.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", basePath, "64M"]);
+  // A FIFO beside the base where its recorded digest would be is ignored (the digest is computed).
+  await execa("mkfifo", [`${basePath}.sha256`]);
+  assert.equal((await planFor(basePath, disksDir)).action, "create");
+
+  await execa("mkfifo", [join(disksDir, "disk.qcow2")]);
+  await assert.rejects(planFor(basePath, disksDir), refusedHost(/the disk .* is a FIFO/));
+  await rm(join(disksDir, "disk.qcow2"));
+  await symlink(basePath, join(disksDir, "disk.qcow2"));
+  await assert.rejects(planFor(basePath, disksDir), refusedHost(/the disk .* is a symbolic link/));
+  await rm(join(disksDir, "disk.qcow2"));
+  await applyDisk(await planFor(basePath, disksDir));
+  await rm(join(disksDir, "disk.base.json"));
+  await execa("mkfifo", [join(disksDir, "disk.base.json")]);
+  await assert.rejects(planFor(basePath, disksDir), refusedHost(/base record .* is a FIFO/));
 });

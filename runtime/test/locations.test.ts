@@ -99,7 +99,7 @@ test("the launch plan puts QMP and the guest agent in /socks, serves VNC there u
     interface: "eth0", mac: "02:42:ac:11:00:02", mtu: 1500, ipv4: { address: "172.17.0.2", prefixLength: 16 }, gateway: "172.17.0.1",
     routes: [], dns: { nameservers: ["8.8.8.8"], search: [], upstream: [] }, ipv6: [], notes: [],
   };
-  const launch = planLaunch(parsed.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" } }, locations, "/run/devmachines");
+  const launch = planLaunch(parsed.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines");
   assert.equal(launch.disk.overlayPath, "/disks/disk.qcow2");
   assert.equal(launch.disk.basePath, "/image/ubuntu.img");
   assert.equal(launch.paths.qmpSocket, "/socks/qmp.sock");
@@ -108,12 +108,13 @@ test("the launch plan puts QMP and the guest agent in /socks, serves VNC there u
   const args = launch.argsFor("tcg").join(" ");
   assert.match(args, /-qmp unix:\/socks\/qmp\.sock,server=on,wait=off/);
   assert.match(args, /-vnc unix:\/socks\/vnc\.sock/);
+  assert.deepEqual(launch.vnc, { listen: { kind: "unix", path: "/socks/vnc.sock" }, options: [] }, "one VNC plan: apply/vnc.ts checks this socket too");
   const report = dryRunReport(launch, []);
   assert.deepEqual(report.locations, locations);
 
   const withVnc = parseConfig({ CPU: "1", MEMORY: "1G", STORAGE: "10G", USER: "dev", SSH_KEYS: ED25519, VNC: ":3" }, () => undefined);
   assert.ok(withVnc.ok);
-  const vncArgs = planLaunch(withVnc.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" } }, locations, "/run/devmachines").argsFor("tcg");
+  const vncArgs = planLaunch(withVnc.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines").argsFor("tcg");
   assert.deepEqual(vncArgs.filter((_, i) => vncArgs[i - 1] === "-vnc"), [":3"], "VNC as set, and only that");
 });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -103,9 +103,25 @@ test("host problems exit 3 with what to change in docker run", async () => {
   const missingBase = await launcher([], { ...goodEnv(join(work, "host")), BASE_IMAGE: join(work, "nope.qcow2") });
   assert.equal(missingBase.exitCode, 3);
   assert.match(missingBase.stderr, /no base image at .*nope\.qcow2.*docker run -v/);
-  const unwritable = await launcher([], { ...goodEnv("/dev/null/disks") });
+  await writeFile(join(work, "a-file"), "");
+  const unwritable = await launcher([], { ...goodEnv(join(work, "a-file", "disks")) });
   assert.equal(unwritable.exitCode, 3);
-  assert.match(unwritable.stderr, /DISKS_DIR \/dev\/null\/disks cannot be written.*docker run -v/);
+  assert.match(unwritable.stderr, /DISKS_DIR .*a-file\/disks cannot be written.*docker run -v/);
+});
+
+test("11: kernel file systems as BASE_IMAGE or DISKS_DIR exit 2, a FIFO or folder as BASE_IMAGE exits 3, promptly", { timeout: 60_000 }, async () => {
+  for (const env of [{ DISKS_DIR: "/proc/devmachines" }, { DISKS_DIR: "/var/../sys/x" }, { BASE_IMAGE: "/dev/zero" }, { BASE_IMAGE: "/proc/self/fd/0" }]) {
+    const result = await launcher([], { ...goodEnv(join(work, "kernel-fs")), ...env });
+    assert.equal(result.exitCode, 2, result.stderr);
+    assert.match(result.stderr, /(DISKS_DIR|BASE_IMAGE)=.* must not be under \/proc, \/sys or \/dev/);
+  }
+  await execa("mkfifo", [join(work, "base-fifo")]);
+  for (const [path, kind] of [[join(work, "base-fifo"), "a FIFO"], [work, "a folder"]] as const) {
+    const result = await launcher(["--dry-run"], { ...goodEnv(join(work, "odd-base")), BASE_IMAGE: path });
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(result.stderr, new RegExp(`BASE_IMAGE .* is ${kind}, not a regular file`));
+  }
+  await assert.rejects(readdir(join(work, "odd-base")), /ENOENT/);
 });
 
 test("a second launcher on a disks folder in use exits 5 at once and changes nothing", async () => {
@@ -170,4 +186,48 @@ test("READY_TIMEOUT: a guest that shows nothing is reported with the stage that 
   child.kill("SIGTERM");
   const result = await child;
   assert.equal(result.exitCode, 4, stderr); // the stand-in ignores the power-down: killed after GRACE_SECONDS
+});
+
+test("--dry-run piped into a slow reader prints the whole plan (stdout drained before exit)", async () => {
+  // A plan of about 1 MiB (a large write_files), far beyond a pipe's 64 KiB buffer.
+  const userData = `write_files:\n  - path: /big\n    content: "${"x".repeat(1_000_000)}"\n`;
+  const out = join(work, "piped.json");
+  await writeFile(join(work, "big-user-data"), userData);
+  const result = await execa("sh", ["-c", 'node --import tsx "$MAIN" --dry-run | (sleep 1; cat) > "$OUT"'], {
+    env: { PATH: process.env.PATH!, DEVMACHINES_RUN_DIR: join(work, "run"), MAIN, OUT: out, ...goodEnv(join(work, "piped")), USER_DATA_FILE: join(work, "big-user-data") },
+    extendEnv: false,
+    reject: false,
+  });
+  assert.equal(result.exitCode, 0, result.stderr);
+  const plan = JSON.parse(await readFile(out, "utf8"));
+  assert.match(plan.cloudInit.userData, /x{1000000}/);
+});
+
+test("USER_DATA with an alias bomb or an undefined alias exits 2 naming it, never an unexpected failure", async () => {
+  for (const userData of ["runcmd: [*nope]\n", `a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`]) {
+    const result = await launcher(["--dry-run"], { ...goodEnv(join(work, "alias")), USER_DATA: userData });
+    assert.equal(result.exitCode, 2, result.stderr);
+    assert.match(result.stderr, /^ {2}USER_DATA /m);
+    assert.doesNotMatch(result.stderr, /unexpected failure|ReferenceError|at .*\.ts:\d+/);
+  }
+});
+
+test("2: password hashes use the disks folder's salt key: the instance-id is stable with it, and the dry run never writes it", async () => {
+  const disksDir = join(work, "salted");
+  const env = { ...goodEnv(disksDir), PASSWORD: "Salted-Canary-77" };
+  const plan = async () => {
+    const result = await launcher(["--dry-run"], env);
+    assert.equal(result.exitCode, 0, result.stderr);
+    return JSON.parse(result.stdout) as { instanceId: string; cloudInit: { userData: string } };
+  };
+  // No key yet (a first start): each dry run salts at random, and writes nothing.
+  assert.notEqual((await plan()).instanceId, (await plan()).instanceId);
+  await assert.rejects(readdir(disksDir), /ENOENT/);
+  // With the key a start stores beside the disk: the same plan every time.
+  await mkdir(disksDir);
+  await writeFile(join(disksDir, "password-salt.key"), `${"ab".repeat(32)}\n`);
+  const [first, second] = [await plan(), await plan()];
+  assert.equal(first.instanceId, second.instanceId);
+  assert.equal(first.cloudInit.userData, second.cloudInit.userData);
+  assert.equal(first.cloudInit.userData.includes("Salted-Canary-77"), false);
 });

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { encrypt, verify } from "unixcrypt";
-import { cryptPassword, passwordSalt } from "../src/config/passwordCrypt.js";
+import { createHash } from "node:crypto";
+import { cryptPassword, newSaltKey, passwordSalt } from "../src/config/passwordCrypt.js";
 
 // The SHA-512 test vectors from Ulrich Drepper's "Unix crypt using SHA-256 and SHA-512" specification.
 const DREPPER_SHA512: Array<[salt: string, password: string, hash: string]> = [
@@ -29,17 +30,32 @@ test("the SHA-512 crypt we use reproduces Drepper's specification vectors", () =
   }
 });
 
-test("a password becomes a $6$ hash with a salt that is stable per user and password", () => {
-  const hash = cryptPassword("dev", "s3cret");
+test("a password becomes a $6$ hash whose salt comes from the disk's salt key and the user, never from the password", () => {
+  const key = newSaltKey();
+  assert.match(key, /^[0-9a-f]{64}$/);
+  const hash = cryptPassword("dev", "s3cret", key);
   assert.match(hash, /^\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}$/);
   assert.equal(hash.includes("s3cret"), false);
   assert.equal(verify("s3cret", hash), true);
   assert.equal(verify("s3cret!", hash), false);
-  assert.equal(cryptPassword("dev", "s3cret"), hash, "the same user and password give the same hash (stable instance-id)");
-  assert.equal(hash.split("$")[2], passwordSalt("dev", "s3cret"));
-  assert.notEqual(passwordSalt("ops", "s3cret"), passwordSalt("dev", "s3cret"), "another user, another salt");
-  assert.notEqual(passwordSalt("dev", "other"), passwordSalt("dev", "s3cret"), "another password, another salt");
+  assert.equal(cryptPassword("dev", "s3cret", key), hash, "same key, user and password: the same hash (a stable instance-id)");
+  assert.equal(hash.split("$")[2], passwordSalt("dev", key));
+  assert.equal(cryptPassword("dev", "other", key).split("$")[2], passwordSalt("dev", key), "another password, the same salt: it reveals nothing of the password");
+  assert.notEqual(passwordSalt("ops", key), passwordSalt("dev", key), "another user, another salt");
+  assert.notEqual(passwordSalt("dev", newSaltKey()), passwordSalt("dev", key), "another disk, another salt");
   for (const password of ["ünïcødé \u2028", "pa\"ss'word: # - x", " "]) {
-    assert.equal(verify(password, cryptPassword("dev", password)), true, JSON.stringify(password));
+    assert.equal(verify(password, cryptPassword("dev", password, key)), true, JSON.stringify(password));
   }
+});
+
+test("bad-inputs 2: a hash from the seed cannot be tested against guesses more cheaply than SHA-crypt itself", () => {
+  // The old salt was SHA-256("devmachines", user, password): a guess could be checked with one
+  // SHA-256 against the salt. Now the salt is the same for every password of the user, so it
+  // holds no information a guess could be tested against.
+  const key = newSaltKey();
+  const salts = new Set(["hunter2", "password", "s3cret", "correct horse"].map((password) => cryptPassword("dev", password, key).split("$")[2]));
+  assert.equal(salts.size, 1);
+  const oldStyle = createHash("sha256").update("devmachines").update("\0").update("dev").update("\0").update("hunter2").digest();
+  const oldSalt = Array.from(oldStyle.subarray(0, 16), (byte) => "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[byte & 63]).join("");
+  assert.notEqual(cryptPassword("dev", "hunter2", key).split("$")[2], oldSalt);
 });

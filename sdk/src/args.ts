@@ -121,7 +121,11 @@ export interface MachineSettingsArgs {
   userData?: pulumi.Input<string>;
   /** The VM's host name. Default: the machine's name. */
   hostname?: pulumi.Input<string>;
-  /** QEMU `-vnc` argument (e.g. `:0`), publishes nothing by itself; add the VNC port to `ports` if you need it. Default: no display. */
+  /**
+   * A raw VNC display, in the launcher's safe forms only (README, `VNC`): `[host]:N` (TCP port 5900+N),
+   * `unix:NAME` (a socket in /run/vnc) or `none`, then known options such as `,share=force-shared`.
+   * Publishes nothing by itself; add the VNC port to `ports` if you need it. Default: no display.
+   */
   vnc?: pulumi.Input<string>;
   /**
    * The browser consoles: the guest's serial console (xterm.js) and screen (noVNC), served by

@@ -191,7 +191,7 @@ test("bad arguments fail at once with the runtime's messages, naming argument an
       assert.ok(error instanceof DevMachineConfigError);
       assert.match(error.message, /memory: MEMORY="12" must be at least 128 MiB/);
       assert.match(error.message, /cpu: CPU="0" must be a whole number of virtual CPUs/);
-      assert.match(error.message, /sshKeys: SSH_KEYS\[0\] key "ssh-rsa nope" has key data that is not a ssh-rsa key/);
+      assert.match(error.message, /sshKeys: SSH_KEYS\[0\] has key data that is not a ssh-rsa key/);
       assert.match(error.message, /network: NETWORK="WIFI" must be NAT or BRIDGE/);
       return true;
     },
@@ -233,4 +233,52 @@ test("arguments given as outputs are resolved before the description is built", 
   const spec = await value(dm.spec);
   assert.equal(spec.env.MEMORY, "1G");
   assert.equal(spec.hostname, "web-1");
+});
+
+test("bad-inputs 13: ports with a host port out of range, a bad host address or a protocol that adds forwards are refused, each named", () => {
+  const bad = [
+    { guestPort: 80, hostPort: 70000 },
+    { guestPort: 80, hostPort: 0 },
+    { guestPort: 80, hostPort: 8.5 },
+    { guestPort: 0 },
+    { guestPort: 65536 },
+    { guestPort: 80, hostIp: "localhost" },
+    { guestPort: 80, hostIp: "1.2.3.4:99" },
+    { guestPort: 80, protocol: "tcp,8000:22" as "tcp" },
+    { guestPort: 80, protocol: "sctp" as "tcp" },
+    { guestPort: 80, protocol: "udp/tcp" as "tcp" },
+  ];
+  for (const port of bad) {
+    assert.throws(
+      () => containerSpec("bad-port", { sshKeys: [KEY], ports: [{ guestPort: 443 }, port] }),
+      (error: unknown) => error instanceof DevMachineConfigError && /ports\[1\]\.(guestPort|hostPort|hostIp|protocol)=.* must be/.test(error.message),
+      JSON.stringify(port),
+    );
+  }
+  assert.throws(() => containerSpec("bad-ssh-ip", { sshKeys: [KEY], sshHostIp: "everywhere" }), /sshHostIp="everywhere" must be an IPv4 or IPv6 address/);
+  // All at once.
+  try {
+    containerSpec("many", { sshKeys: [KEY], ports: [{ guestPort: 0, hostPort: 99999, protocol: "x" as "tcp", hostIp: "y" }] });
+    assert.fail("accepted");
+  } catch (error) {
+    assert.ok(error instanceof DevMachineConfigError);
+    assert.equal(error.issues.length, 4);
+  }
+  const good = containerSpec("good-ports", { sshKeys: [KEY], ports: [{ guestPort: 80, hostPort: 8080, hostIp: "::1", protocol: "udp" }] });
+  assert.equal(good.env.PORTS, "80:80/udp");
+});
+
+test("bad-inputs 3/7: a multi-line key or a YAML alias bomb in userData throws DevMachineConfigError, not a raw error", () => {
+  assert.throws(() => containerSpec("nl-key", { sshKeys: [`${KEY}\n${KEY}`] }), (error: unknown) => error instanceof DevMachineConfigError && /exactly one key line/.test(error.message));
+  assert.throws(
+    () => containerSpec("nl-users", { users: [{ name: "ann", sshKeys: [`${KEY}\r${KEY}`] }] }),
+    (error: unknown) => error instanceof DevMachineConfigError && /sshKeys\[0\] contains a line break/.test(error.message),
+  );
+  for (const userData of ["runcmd: [*nope]", "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]", "a: !custom x"]) {
+    assert.throws(
+      () => containerSpec("yaml", { sshKeys: [KEY], userData }),
+      (error: unknown) => error instanceof DevMachineConfigError && /userData: USER_DATA /.test(error.message),
+      userData,
+    );
+  }
 });

@@ -5,33 +5,87 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { access, constants, mkdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { access, constants, lstat, mkdir, readFile, realpath, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { execa } from "execa";
+import { inKernelFileSystem } from "../config/fields.js";
 import { formatBytes, MiB } from "../config/units.js";
 import { ExitCode, LauncherError } from "../exitCodes.js";
-import type { BaseIdentity, DiskFacts, DiskPlan } from "../plan/disk.js";
+import type { BaseIdentity, DiskFacts, DiskPlan, ImageReferences } from "../plan/disk.js";
 import { IDENTITY_NAME, OVERLAY_NAME } from "../plan/disk.js";
 import { dirname, join } from "node:path";
 
-interface ImageInfo {
+interface ImageInfo extends ImageReferences {
   virtualSize: number;
   format: string;
 }
 
-async function imageInfo(path: string): Promise<ImageInfo> {
+/** qemu-img answers in well under a second; a minute means it is stuck (a file that never ends). */
+const QEMU_IMG_TIMEOUT_MS = 60_000;
+
+/**
+ * `qemu-img info` of one image, without opening its backing chain. `format` set: open it as
+ * that format only (never guessed from the content). Failures are host problems (exit 3).
+ */
+async function imageInfo(path: string, variable: string, format?: string): Promise<ImageInfo> {
   // --force-share: the overlay may be open by a QEMU that is still shutting down.
-  const { stdout } = await execa("qemu-img", ["info", "--force-share", "--output=json", path]);
-  const info = JSON.parse(stdout) as { "virtual-size": number; format: string };
-  return { virtualSize: info["virtual-size"], format: info.format };
+  const result = await execa("qemu-img", ["info", "--force-share", "--output=json", ...(format ? ["-f", format] : []), path], {
+    reject: false,
+    timeout: QEMU_IMG_TIMEOUT_MS,
+  });
+  if (result.timedOut) throw new LauncherError(`${variable} ${path}: qemu-img info did not answer within ${QEMU_IMG_TIMEOUT_MS / 1000} s`, ExitCode.Host);
+  if (result.exitCode !== 0) {
+    const reason = result.stderr.trim().split("\n").pop()?.replace(/^qemu-img: /, "") ?? "unknown error";
+    throw new LauncherError(`${variable} ${path} cannot be read as ${format ? `a ${format} image` : "a disk image"}: ${reason}`, ExitCode.Host);
+  }
+  const info = JSON.parse(result.stdout) as {
+    "virtual-size": number;
+    format: string;
+    "backing-filename"?: string;
+    "backing-filename-format"?: string;
+    "format-specific"?: { data?: { "data-file"?: string } };
+  };
+  const dataFile = info["format-specific"]?.data?.["data-file"];
+  return {
+    virtualSize: info["virtual-size"],
+    format: info.format,
+    ...(info["backing-filename"] !== undefined && { backingFile: info["backing-filename"] }),
+    ...(info["backing-filename-format"] !== undefined && { backingFormat: info["backing-filename-format"] }),
+    ...(dataFile !== undefined && { dataFile }),
+  };
 }
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * What is at `path`: nothing, a regular file, or something the launcher must not read
+ * (a folder, a FIFO or a device would hang the hash or qemu-img). `follow`: symlinks are
+ * followed (a base image may be one); the overlay's are not (it could point anywhere).
+ */
+async function fileKind(path: string, follow: boolean): Promise<"missing" | "file" | string> {
   try {
-    await access(path, constants.F_OK);
-    return true;
-  } catch {
-    return false;
+    const stats = follow ? await stat(path) : await lstat(path);
+    if (stats.isFile()) return "file";
+    if (stats.isDirectory()) return "a folder";
+    if (stats.isFIFO()) return "a FIFO";
+    if (stats.isBlockDevice()) return "a block device";
+    if (stats.isCharacterDevice()) return "a character device";
+    if (stats.isSocket()) return "a socket";
+    return "a symbolic link";
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return "missing";
+    throw new LauncherError(`${path} cannot be examined: ${(error as Error).message}`, ExitCode.Host);
   }
+}
+
+/** Whether anything is at `path` (symbolic links not followed). */
+async function exists(path: string): Promise<boolean> {
+  return (await fileKind(path, false)) !== "missing";
+}
+
+async function requireRegularFile(path: string, label: string, follow: boolean): Promise<boolean> {
+  const kind = await fileKind(path, follow);
+  if (kind === "missing") return false;
+  if (kind !== "file") throw new LauncherError(`${label} ${path} is ${kind}, not a regular file`, ExitCode.Host);
+  return true;
 }
 
 /**
@@ -41,6 +95,7 @@ async function exists(path: string): Promise<boolean> {
  */
 async function baseDigest(path: string): Promise<string> {
   try {
+    if ((await fileKind(`${path}.sha256`, true)) !== "file") throw new Error("no recorded digest");
     const [recorded, size] = (await readFile(`${path}.sha256`, "utf8")).trim().split(/\s+/);
     if (recorded && /^[0-9a-f]{64}$/.test(recorded) && Number(size) === (await stat(path)).size) return recorded;
   } catch {
@@ -53,27 +108,45 @@ async function baseDigest(path: string): Promise<string> {
 
 export async function readDiskFacts(basePath: string, disksDir: string): Promise<DiskFacts> {
   let base: BaseIdentity | undefined;
-  if (await exists(basePath)) {
-    const [info, sha256] = await Promise.all([imageInfo(basePath), baseDigest(basePath)]);
+  let baseReferences: ImageReferences | undefined;
+  if (await requireRegularFile(basePath, "BASE_IMAGE", true)) {
+    const [info, sha256] = await Promise.all([imageInfo(basePath, "BASE_IMAGE"), baseDigest(basePath)]);
     base = { sha256, virtualSize: info.virtualSize, format: info.format };
+    baseReferences = {
+      ...(info.backingFile !== undefined && { backingFile: info.backingFile }),
+      ...(info.dataFile !== undefined && { dataFile: info.dataFile }),
+    };
   }
   const overlayPath = join(disksDir, OVERLAY_NAME);
+  const identityPath = join(disksDir, IDENTITY_NAME);
   let overlay: DiskFacts["overlay"];
-  if (await exists(overlayPath)) {
-    const info = await imageInfo(overlayPath);
+  if (await requireRegularFile(overlayPath, "the disk", false)) {
+    // Always read as qcow2: a disk whose content was made to look like another format is not guessed at.
+    const { virtualSize, backingFile, backingFormat, dataFile } = await imageInfo(overlayPath, "the disk", "qcow2");
     let recorded: BaseIdentity | undefined;
     try {
-      recorded = JSON.parse(await readFile(join(disksDir, IDENTITY_NAME), "utf8")) as BaseIdentity;
-    } catch {
+      if (await requireRegularFile(identityPath, "the disk's base record", false)) {
+        recorded = JSON.parse(await readFile(identityPath, "utf8")) as BaseIdentity;
+      }
+    } catch (error) {
+      if (error instanceof LauncherError) throw error;
       recorded = undefined;
     }
-    overlay = { virtualSize: info.virtualSize, base: recorded };
+    overlay = {
+      virtualSize,
+      base: recorded,
+      ...(backingFile !== undefined && { backingFile }),
+      ...(backingFormat !== undefined && { backingFormat }),
+      ...(dataFile !== undefined && { dataFile }),
+    };
   }
-  if (overlay) return { base, overlay };
+  const references = baseReferences && { baseReferences };
+  if (overlay) return { base, ...references, overlay };
   return {
     base,
+    ...references,
     overlay,
-    identityWithoutOverlay: await exists(join(disksDir, IDENTITY_NAME)),
+    identityWithoutOverlay: await exists(identityPath),
     interruptedCreate: await exists(join(disksDir, `${OVERLAY_NAME}.creating`)),
   };
 }
@@ -83,6 +156,8 @@ export async function ensureWritableDir(dir: string, variable: string): Promise<
   try {
     await mkdir(dir, { recursive: true });
     await access(dir, constants.W_OK);
+    // The configuration refuses /proc, /sys and /dev; a symlink must not lead there either.
+    if (inKernelFileSystem(await realpath(dir))) throw new Error("it leads into /proc, /sys or /dev");
   } catch (error) {
     throw new LauncherError(
       `${variable} ${dir} cannot be written (${(error as Error).message}). Mount a writable volume there: docker run -v devmachine-disk:${dir} ...`,
@@ -127,7 +202,8 @@ function toolMessage(error: unknown): string {
 export async function checkOverlay(path: string): Promise<string | undefined> {
   // Look first, read-only; repair only when leaks are all there is (exit code 3).
   const check = async (repair: boolean) => {
-    const result = await execa("qemu-img", ["check", ...(repair ? ["-r", "leaks"] : []), "--output=json", path], { reject: false });
+    // -f qcow2: the overlay is always qcow2; its format is never guessed from the content.
+    const result = await execa("qemu-img", ["check", "-f", "qcow2", ...(repair ? ["-r", "leaks"] : []), "--output=json", path], { reject: false });
     let report: { corruptions?: number; leaks?: number; "leaks-fixed"?: number } = {};
     try {
       report = JSON.parse(result.stdout) as typeof report;
@@ -160,7 +236,7 @@ export async function applyDisk(plan: DiskPlan): Promise<void> {
   if (plan.action === "grow") {
     // qemu-img resize only changes the virtual size in the header; the data stays untouched.
     try {
-      await execa("qemu-img", ["resize", plan.overlayPath, String(plan.sizeBytes)]);
+      await execa("qemu-img", ["resize", "-f", "qcow2", plan.overlayPath, String(plan.sizeBytes)]);
     } catch (error) {
       throw new LauncherError(`could not grow the disk ${plan.overlayPath}: ${toolMessage(error)}`, ExitCode.Host);
     }

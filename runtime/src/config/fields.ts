@@ -5,12 +5,25 @@
  * would print.
  */
 import { isIP } from "node:net";
+import { posix } from "node:path";
 import { z } from "zod";
-import { parsePortSpecs, PortSpecError } from "./ports.js";
+import { parsePortList } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
-import { formatBytes, MiB, parseRamInBytes } from "./units.js";
+import { parseVnc } from "./vnc.js";
+import { formatBytes, MiB, parseRamInBytes, PiB, TiB } from "./units.js";
 
 export const MIN_MEMORY_BYTES = 128 * MiB;
+
+/**
+ * The most guest memory: 1 TiB, a sanity bound far above any DevMachine. It is about what
+ * QEMU's TCG CPU addresses with its default 40 physical address bits (not tried here: this
+ * host cannot reserve that much), so ACCEL=auto's fallback could not start much more; and it
+ * keeps absurd values (hundreds of digits, `1P`) from reaching QEMU's `-m` as `InfinityM`.
+ */
+export const MAX_MEMORY_BYTES = TiB;
+
+/** The largest disk: 1 PiB. qcow2 with its default 64 KiB clusters ends just under 2 PiB (qemu-img refuses 4P). */
+export const MAX_STORAGE_BYTES = PiB;
 
 /**
  * The most vCPUs the launcher's QEMU command line can start: q35 without an
@@ -27,8 +40,8 @@ export const cpuField = z
   .transform(Number)
   .refine((cpus) => cpus <= MAX_CPUS, `must be at most ${MAX_CPUS}: QEMU's q35 machine starts at most ${MAX_CPUS} vCPUs without an IOMMU`);
 
-/** A Docker go-units size (RAMInBytes) of at least `min` bytes. */
-export function sizeField(min: number) {
+/** A Docker go-units size (RAMInBytes) from `min` to `max` bytes. */
+export function sizeField(min: number, max: number) {
   return z.string().transform((text, ctx) => {
     const bytes = parseRamInBytes(text);
     if (bytes === undefined) {
@@ -36,6 +49,11 @@ export function sizeField(min: number) {
         code: "custom",
         message: "must be a size like 512M, 4G or 1.5GiB (a number, then an optional unit K, M, G, T or P, binary multiples, case-insensitive, optional i and b)",
       });
+      return z.NEVER;
+    }
+    // Checked first: a value of hundreds of digits is Infinity, which no other rule should describe.
+    if (bytes > max) {
+      ctx.addIssue({ code: "custom", message: `must be at most ${formatBytes(max)}` });
       return z.NEVER;
     }
     if (bytes < min) {
@@ -46,27 +64,65 @@ export function sizeField(min: number) {
   });
 }
 
-export const memoryField = sizeField(MIN_MEMORY_BYTES);
-export const storageField = sizeField(1);
+export const memoryField = sizeField(MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
+export const storageField = sizeField(1, MAX_STORAGE_BYTES);
+
+/**
+ * Users and groups the guest already has (Debian's base-passwd, and the services of a
+ * Debian cloud image such as sshd, systemd-*, _chrony, ...). cloud-init cannot create a user
+ * of one of these names: it would fail, or change a system account, and nobody could log in.
+ */
+export const SYSTEM_ACCOUNTS = new Set([
+  "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc",
+  "gnats", "nobody", "nogroup", "_apt", "messagebus", "sshd", "polkitd", "tss", "uuidd", "_chrony", "chrony", "tcpdump",
+  "dnsmasq", "avahi", "syslog", "ntp", "ntpsec", "_rpc", "statd", "dhcpcd", "_ssh", "ssh",
+  "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator",
+  "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "input", "sgx", "kvm", "render", "crontab", "netdev",
+]);
 
 export const userNameField = z
   .string()
   .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Linux user name: a lowercase letter or _, then up to 31 of a-z 0-9 _ -")
-  .refine((name) => name !== "root", "must not be root (log in as a user with sudo instead)");
+  .refine((name) => name !== "root", "must not be root (log in as a user with sudo instead)")
+  .refine(
+    (name) => name === "root" || !(SYSTEM_ACCOUNTS.has(name) || name.startsWith("systemd-")),
+    "must not be a system user or group of the guest (daemon, sshd, sudo, users, systemd-*, ...): cloud-init cannot create it as a login user",
+  );
 
 export const passwordField = z
   .string()
   .min(1, "must not be empty")
-  .refine((password) => !/[\r\n]/.test(password), "must not contain line breaks");
+  // crypt(3) stops at a NUL (the rest would be ignored), and a console cannot type the others.
+  .refine((password) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(password), "must not contain line breaks or other control characters (NUL, tab, escape, ...)")
+  .refine((password) => !password.includes("\ufffd"), "must be valid UTF-8 text (it contains U+FFFD, the mark of undecodable bytes)")
+  .refine((password) => password.length <= 1024, "must be at most 1024 characters");
 
-/** A crypt(3) hash as /etc/shadow holds it: yescrypt, SHA-512, SHA-256, bcrypt or MD5. */
+/**
+ * A crypt(3) hash as /etc/shadow holds it, each scheme with its exact shape (libxcrypt's):
+ * a hash that does not match is one the guest's login would never accept, so nobody could
+ * log in with it; better to say so now.
+ */
+const B64 = "[./0-9A-Za-z]";
+const HASH_SHAPES = [
+  new RegExp(`^\\$6\\$(rounds=[1-9]\\d{3,8}\\$)?${B64}{1,16}\\$${B64}{86}$`), // SHA-512
+  new RegExp(`^\\$5\\$(rounds=[1-9]\\d{3,8}\\$)?${B64}{1,16}\\$${B64}{43}$`), // SHA-256
+  new RegExp(`^\\$(y|gy)\\$${B64}+\\$${B64}+\\$${B64}{43}$`), // yescrypt, gost-yescrypt
+  new RegExp(`^\\$7\\$${B64}{14,}\\$${B64}{43}$`), // scrypt
+  new RegExp(`^\\$2[abxy]\\$(0[4-9]|[12]\\d|3[01])\\$${B64}{53}$`), // bcrypt
+  new RegExp(`^\\$1\\$${B64}{1,8}\\$${B64}{22}$`), // MD5
+];
+
 export const passwordHashField = z
   .string()
-  .regex(/^\$(y|gy|7|6|5|2[abxy]?|1)\$[./A-Za-z0-9$=]+$/, "must be a crypt(3) hash such as $6$salt$... (from mkpasswd -m sha-512) or $y$... (yescrypt)");
+  .refine(
+    (hash) => HASH_SHAPES.some((shape) => shape.test(hash)),
+    "must be a crypt(3) hash, complete: $6$salt$ then 86 characters (mkpasswd -m sha-512), $y$params$salt$ then 43 (yescrypt), $5$, $7$, $2b$NN$ or $1$",
+  );
 
 export const sshKeyField = z.string().superRefine((key, ctx) => {
   const problem = sshKeyProblem(key);
-  if (problem) ctx.addIssue({ code: "custom", message: `key "${abbreviate(key)}" ${problem}` });
+  // The problem never quotes the key: SSH_KEYS_FILE may name a file that holds a secret by mistake.
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 
 export const networkField = z.enum(["NAT", "BRIDGE"], { message: "must be NAT or BRIDGE" });
@@ -74,22 +130,23 @@ export const networkField = z.enum(["NAT", "BRIDGE"], { message: "must be NAT or
 export const accelField = z.enum(["auto", "kvm", "tcg"], { message: "must be auto, kvm or tcg" });
 
 export const portsField = z.string().transform((text, ctx) => {
-  try {
-    return parsePortSpecs(text);
-  } catch (error) {
-    if (!(error instanceof PortSpecError)) throw error;
+  const { forwards, problems } = parsePortList(text);
+  for (const problem of problems) {
     ctx.addIssue({
       code: "custom",
-      message: `${error.message}; each entry is [ip:][containerPort:]guestPort[/tcp|udp], ranges allowed, comma-separated`,
+      message: `${problem}; each entry is [ip:][containerPort:]guestPort[/tcp|udp], ranges allowed, comma-separated`,
     });
-    return z.NEVER;
   }
+  return problems.length > 0 ? z.NEVER : forwards;
 });
 
-/** QEMU's `-vnc` argument: `[host]:display[,options]`, `unix:path[,options]` or `none`. */
-export const vncField = z
-  .string()
-  .regex(/^(none|unix:[^\s,]+(,\S*)?|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}(,\S*)?)$/, "must be a QEMU -vnc argument such as :0, 0.0.0.0:1, unix:/run/vnc.sock or none");
+/** `VNC`: see vnc.ts for the forms and options allowed. */
+export const vncField = z.string().transform((text, ctx) => {
+  const result = parseVnc(text);
+  if (result.ok) return result.spec;
+  for (const problem of result.problems) ctx.addIssue({ code: "custom", message: problem });
+  return z.NEVER;
+});
 
 /** Comma-separated IPv4 resolver addresses for the guest. */
 export const dnsField = z.string().transform((text, ctx) => {
@@ -105,8 +162,25 @@ export const dnsField = z.string().transform((text, ctx) => {
 /** RFC 1123 host name, the rule Docker and systemd apply. */
 export const hostnameField = z
   .string()
-  .max(253, "must be at most 253 characters")
+  // Linux's HOST_NAME_MAX: sethostname() refuses longer names, and the guest would keep its old one.
+  .max(64, "must be at most 64 characters (Linux's limit for a host name)")
   .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, "must be a host name: labels of letters, digits and inner hyphens, separated by dots");
+
+/**
+ * An absolute path outside the kernel's file systems: under /proc, /sys or /dev a "file"
+ * is a device or a live view (reading /dev/zero or a FIFO never ends, mkdir there fails
+ * oddly), so a disk image or the disks folder never belongs there.
+ */
+export function inKernelFileSystem(path: string): boolean {
+  const normal = posix.normalize(path);
+  // /dev/shm is an ordinary tmpfs (a fast home for an EPHEMERAL disk).
+  return /^\/(proc|sys|dev)(\/|$)/.test(normal) && !/^\/dev\/shm(\/|$)/.test(normal);
+}
+
+export const hostPathField = z
+  .string()
+  .startsWith("/", "must be an absolute path")
+  .refine((path) => !inKernelFileSystem(path), "must not be under /proc, /sys or /dev (kernel file systems, not files; /dev/shm is fine)");
 
 export const booleanField = z
   .string()
@@ -140,8 +214,3 @@ export const userEntryField = z
   })
   .strict()
   .refine((user) => !(user.password && user.passwordHash), "give password or passwordHash, not both");
-
-function abbreviate(key: string): string {
-  const trimmed = key.trim();
-  return trimmed.length > 40 ? `${trimmed.slice(0, 30)}...${trimmed.slice(-6)}` : trimmed;
-}

@@ -6,3 +6,4 @@ export * from "./schema.js";
 export * from "./sshKeys.js";
 export * from "./units.js";
 export * from "./userData.js";
+export * from "./vnc.js";

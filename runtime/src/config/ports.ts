@@ -24,6 +24,22 @@ export interface PortForward {
 /** A refusal, worded as the rule that was broken. */
 export class PortSpecError extends Error {}
 
+/**
+ * The most forwards `PORTS` may expand to (ranges count port by port). QEMU takes all of
+ * them in one `-netdev` argument, and Linux limits one argument to 128 KiB: at about 40
+ * characters a rule, 1024 stays far below that (and below anything slirp handles well).
+ */
+export const MAX_PORT_FORWARDS = 1024;
+
+/** One spec, parsed and checked, before its range is expanded. */
+interface PortRangeSpec {
+  protocol: Protocol;
+  containerIp: string;
+  containerStart: number;
+  guestStart: number;
+  count: number;
+}
+
 function splitParts(spec: string): [ip: string, container: string, guest: string] {
   const parts = spec.split(":");
   const n = parts.length;
@@ -60,6 +76,19 @@ function parsePortRange(text: string): [number, number] | undefined {
 
 /** Parses one spec the way Docker does, then applies what QEMU user networking can forward. */
 export function parsePortSpec(spec: string): PortForward[] {
+  return expand(parseRangeSpec(spec));
+}
+
+function expand(range: PortRangeSpec): PortForward[] {
+  return Array.from({ length: range.count }, (_, i) => ({
+    protocol: range.protocol,
+    containerIp: range.containerIp,
+    containerPort: range.containerStart + i,
+    guestPort: range.guestStart + i,
+  }));
+}
+
+function parseRangeSpec(spec: string): PortRangeSpec {
   let [ip, containerPart, guestPart] = splitParts(spec);
   const slash = guestPart.indexOf("/");
   const guestPort = slash < 0 ? guestPart : guestPart.slice(0, slash);
@@ -93,19 +122,37 @@ export function parsePortSpec(spec: string): PortForward[] {
   }
   if (guestRange[0] === 0 || containerRange[0] === 0) throw new PortSpecError(`"${spec}": port 0 cannot be forwarded`);
 
-  return Array.from({ length: count }, (_, i) => ({
-    protocol: protocol as Protocol,
-    containerIp: ip,
-    containerPort: containerRange[0] + i,
-    guestPort: guestRange[0] + i,
-  }));
+  return { protocol: protocol as Protocol, containerIp: ip, containerStart: containerRange[0], guestStart: guestRange[0], count };
 }
 
-/** Parses a comma-separated list; blank entries are ignored. */
+/**
+ * Parses a comma-separated list (blank entries ignored) entry by entry: the forwards of the
+ * good entries, and one problem per bad entry, so that every problem is reported at once.
+ * The limit is checked before a range is expanded, so a huge list costs no memory.
+ */
+export function parsePortList(list: string): { forwards: PortForward[]; problems: string[] } {
+  const forwards: PortForward[] = [];
+  const problems: string[] = [];
+  let total = 0;
+  for (const spec of list.split(",").map((item) => item.trim()).filter((item) => item !== "")) {
+    try {
+      const range = parseRangeSpec(spec);
+      total += range.count;
+      if (total <= MAX_PORT_FORWARDS) forwards.push(...expand(range));
+    } catch (error) {
+      if (!(error instanceof PortSpecError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  if (total > MAX_PORT_FORWARDS) {
+    problems.push(`expands to ${total} forwards (ranges count port by port); at most ${MAX_PORT_FORWARDS} fit on QEMU's command line`);
+  }
+  return { forwards, problems };
+}
+
+/** Parses a comma-separated list; throws the first problem. */
 export function parsePortSpecs(list: string): PortForward[] {
-  return list
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item !== "")
-    .flatMap(parsePortSpec);
+  const { forwards, problems } = parsePortList(list);
+  if (problems.length > 0) throw new PortSpecError(problems[0]);
+  return forwards;
 }

@@ -11,6 +11,7 @@ import {
   dnsField,
   cpuField,
   hostnameField,
+  hostPathField,
   memoryField,
   networkField,
   passwordField,
@@ -24,8 +25,9 @@ import {
   vncField,
 } from "./fields.js";
 import { consolePortField, consoleTokenField, type ConsoleConfig } from "./console.js";
-import type { PortForward } from "./ports.js";
+import { parsePortList, type PortForward } from "./ports.js";
 import { splitSshKeys } from "./sshKeys.js";
+import type { VncSpec } from "./vnc.js";
 import { parseUserData, type UserData } from "./userData.js";
 
 export interface UserConfig {
@@ -44,7 +46,7 @@ export interface LauncherConfig {
   network: "NAT" | "BRIDGE";
   /** Forwards from the container into the guest (NAT only); SSH's container:22 -> guest:22 comes first. */
   ports: PortForward[];
-  vnc?: string;
+  vnc?: VncSpec;
   /** The browser consoles' HTTP server (CONSOLE_PORT); off when absent. */
   console?: ConsoleConfig;
   /** Resolvers for the guest instead of the ones discovered from the container (empty: discovered). */
@@ -107,7 +109,20 @@ export type ParseResult =
   | { ok: false; issues: ConfigIssue[] };
 
 /** Reads a file named by a `*_FILE` variable; undefined when it does not exist. */
-export type FileReader = (path: string) => string | undefined;
+/** Reads a `*_FILE`: its bytes (checked to be UTF-8 here) or text, undefined when it cannot be read. */
+export type FileReader = (path: string) => string | Uint8Array | undefined;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The file's text, or undefined when its bytes are not UTF-8 (a binary file named by mistake). */
+function fileText(content: string | Uint8Array): string | undefined {
+  if (typeof content === "string") return content;
+  try {
+    return utf8.decode(content);
+  } catch {
+    return undefined;
+  }
+}
 
 const required = (variable: string, rule: string) => ({ message: `is required: ${rule}` , variable });
 
@@ -128,8 +143,8 @@ const envSchema = z.object({
   DNS: dnsField.optional(),
   ACCEL: accelField.default(DEFAULTS.accel),
   HOSTNAME: hostnameField.optional(),
-  BASE_IMAGE: z.string().startsWith("/", "must be an absolute path").optional(),
-  DISKS_DIR: z.string().startsWith("/", "must be an absolute path").optional(),
+  BASE_IMAGE: hostPathField.optional(),
+  DISKS_DIR: hostPathField.optional(),
   EPHEMERAL: booleanField.optional(),
   GRACE_SECONDS: secondsField.optional(),
   READY_TIMEOUT: secondsField.refine((seconds) => seconds > 0, "must be at least 1 second").optional(),
@@ -159,9 +174,12 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
     const content = readFile(path);
     if (content === undefined) {
-      issues.push({ variable: `${name}_FILE`, message: `names ${path}, which does not exist or cannot be read (mount it into the container)` });
+      issues.push({ variable: `${name}_FILE`, message: `names ${path}, which does not exist, is not a regular file or cannot be read (mount it into the container)` });
+      return undefined;
     }
-    return content;
+    const text = fileText(content);
+    if (text === undefined) issues.push({ variable: `${name}_FILE`, message: `names ${path}, which is not UTF-8 text` });
+    return text;
   };
 
   const password = fromFile("PASSWORD")?.replace(/\r?\n$/, "");
@@ -179,7 +197,11 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
   }
   const consoleToken = fromFile("CONSOLE_TOKEN")?.replace(/\r?\n$/, "");
-  const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : readFile(DEFAULTS.userDataFile);
+  const defaultUserData = value("USER_DATA_FILE") || value("USER_DATA") ? undefined : readFile(DEFAULTS.userDataFile);
+  const userDataText = value("USER_DATA_FILE") || value("USER_DATA") ? fromFile("USER_DATA") : defaultUserData === undefined ? undefined : fileText(defaultUserData);
+  if (defaultUserData !== undefined && userDataText === undefined) {
+    issues.push({ variable: "USER_DATA", message: `(the image's ${DEFAULTS.userDataFile}) is not UTF-8 text` });
+  }
 
   const raw = {
     CPU: value("CPU"),
@@ -239,8 +261,10 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   }
 
   const listedUsers = Array.isArray(usersJson) ? (usersJson as Record<string, unknown>[]) : [];
+  // A password or keys that were given count even when they were refused for another reason
+  // (reported on their own): "no user could log in" would only repeat that problem.
   const someoneCanLogIn =
-    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length) ||
+    Boolean(password || raw.PASSWORD_HASH || sshKeys?.length || ["PASSWORD", "PASSWORD_FILE", "PASSWORD_HASH_FILE", "SSH_KEYS", "SSH_KEYS_FILE"].some((name) => value(name))) ||
     listedUsers.some((user) => user?.password || user?.passwordHash || (Array.isArray(user?.sshKeys) && user.sshKeys.length > 0));
   const usersUnreadable = usersText !== undefined && !Array.isArray(usersJson);
   if (!someoneCanLogIn && !usersUnreadable) {
@@ -272,13 +296,15 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     seen.add(name);
   }
 
-  const portsParsed = portsField.optional().safeParse(raw.PORTS);
-  const ports = portsParsed.success ? (portsParsed.data ?? []) : [];
-  if (portsParsed.success) {
+  // The good entries of PORTS are compared even when others are bad.
+  const ports = raw.PORTS === undefined ? [] : parsePortList(raw.PORTS).forwards;
+  {
     const taken = new Set<string>();
+    const reported = new Set<string>();
     for (const forward of [{ protocol: "tcp", containerPort: DEFAULTS.sshPort }, ...ports]) {
       const key = `${forward.protocol}/${forward.containerPort}`;
-      if (taken.has(key)) {
+      if (taken.has(key) && !reported.has(key)) {
+        reported.add(key);
         issues.push({ variable: "PORTS", message: `forwards container port ${key} twice${forward.containerPort === DEFAULTS.sshPort ? " (tcp/22 is taken by the SSH forward)" : ""}` });
       }
       taken.add(key);
@@ -350,9 +376,12 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
   };
 }
 
+/** Values are shown up to this many characters: a huge PORTS must not flood the log once per problem. */
+const SHOWN_VALUE_CHARS = 200;
+
 /** One line per problem, as the container prints them. */
 export function formatIssues(issues: ConfigIssue[]): string {
-  return issues
-    .map((issue) => `  ${issue.variable}${issue.value === undefined ? "" : `=${JSON.stringify(issue.value)}`} ${issue.message}`)
-    .join("\n");
+  const shown = (value: string) =>
+    value.length > SHOWN_VALUE_CHARS ? `${JSON.stringify(value.slice(0, SHOWN_VALUE_CHARS))}... (${value.length} characters)` : JSON.stringify(value);
+  return issues.map((issue) => `  ${issue.variable}${issue.value === undefined ? "" : `=${shown(issue.value)}`} ${issue.message}`).join("\n");
 }

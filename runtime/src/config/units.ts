@@ -39,3 +39,5 @@ export function formatBytes(bytes: number): string {
 
 export const MiB = 1024 ** 2;
 export const GiB = 1024 ** 3;
+export const TiB = 1024 ** 4;
+export const PiB = 1024 ** 5;

@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import Mustache from "mustache";
+import { parse } from "yaml";
 import { cryptPassword } from "../config/passwordCrypt.js";
 import type { LauncherConfig } from "../config/schema.js";
 
@@ -24,6 +25,8 @@ export interface CloudInitFiles {
   userData: string;
   networkConfig: string;
   instanceId: string;
+  /** USER_DATA keys the launcher overrides, in words for the log. */
+  warnings: string[];
 }
 
 const TEMPLATES = fileURLToPath(new URL("../../templates/", import.meta.url));
@@ -34,7 +37,7 @@ function template(name: string): string {
 
 const yamlValue = (value: unknown): string => JSON.stringify(value);
 
-function renderCloudConfig(config: LauncherConfig): string {
+function renderCloudConfig(config: LauncherConfig, saltKey: string): string {
   const view = {
     hostname: yamlValue(config.hostname),
     sshPasswordAuth: yamlValue(config.users.some((user) => user.password || user.passwordHash)),
@@ -44,7 +47,7 @@ function renderCloudConfig(config: LauncherConfig): string {
       // A plaintext password is hashed here: only its SHA-512 crypt reaches the seed and the dry run.
       hashedPassword: user.passwordHash
         ? yamlValue(user.passwordHash)
-        : user.password && yamlValue(cryptPassword(user.name, user.password)),
+        : user.password && yamlValue(cryptPassword(user.name, user.password, saltKey)),
       sudo: user.sudo,
       sshKeys: yamlValue(user.sshKeys),
     })),
@@ -54,13 +57,33 @@ function renderCloudConfig(config: LauncherConfig): string {
 }
 
 /**
- * Joins the launcher's cloud-config with the user's USER_DATA as a MIME
- * multipart, which cloud-init merges: the user's lists append to ours, and our
- * keys (users, final_message) keep their values.
+ * How the launcher's part is merged over the user's: each of its top-level keys replaces the
+ * user's value outright. cloud-init merges the parts in order, each with the merge rules of
+ * that part only (its Merge-Type header, after any merge_how inside it), so with the user's
+ * part first and ours last nothing in USER_DATA can change how ours lands: users, keys,
+ * password login, root login and the readiness message are always the launcher's.
  */
-function withUserData(ours: string, config: LauncherConfig): string {
+export const LAUNCHER_MERGE_TYPE = "dict(replace)+list()+str()";
+
+/**
+ * Joins the user's USER_DATA and the launcher's cloud-config as a MIME multipart: the
+ * user's part first, the launcher's last (see LAUNCHER_MERGE_TYPE). Keys of the user's
+ * cloud-config that the launcher sets are overridden, each with a warning; the user's
+ * other keys (packages, runcmd, write_files, ...) are kept as given.
+ */
+function withUserData(ours: string, config: LauncherConfig, warnings: string[]): string {
   const extra = config.userData;
   if (!extra) return ours;
+  if (extra.kind === "cloud-config") {
+    const theirs = parse(extra.text, { version: "1.1", merge: true }) as Record<string, unknown>;
+    const launcherKeys = Object.keys(parse(ours) as Record<string, unknown>);
+    for (const key of ["merge_how", "merge_type"].filter((key) => key in theirs)) {
+      warnings.push(`USER_DATA sets ${key}: it applies within USER_DATA only; the launcher's own keys are merged last and always win`);
+    }
+    for (const key of launcherKeys.filter((key) => key in theirs)) {
+      warnings.push(`USER_DATA sets ${key}, which the launcher sets itself: the launcher's value is used (${OVERRIDE_HINT[key] ?? "see the README's USER_DATA section"})`);
+    }
+  }
   const boundary = `devmachines-${createHash("sha256").update(ours).update(extra.text).digest("hex").slice(0, 24)}`;
   const part = (type: string, filename: string, body: string, headers: string[] = []) =>
     [
@@ -76,22 +99,31 @@ function withUserData(ours: string, config: LauncherConfig): string {
     `Content-Type: multipart/mixed; boundary="${boundary}"`,
     "MIME-Version: 1.0",
     "",
-    part("text/cloud-config", "devmachines.yaml", ours),
-    extra.kind === "script"
-      ? part("text/x-shellscript", "user-script.sh", extra.text)
-      : part("text/cloud-config", "user-data.yaml", extra.text, ["Merge-Type: list(append)+dict(no_replace,recurse_list)+str()"]),
+    extra.kind === "script" ? part("text/x-shellscript", "user-script.sh", extra.text) : part("text/cloud-config", "user-data.yaml", extra.text),
+    part("text/cloud-config", "devmachines.yaml", ours, [`Merge-Type: ${LAUNCHER_MERGE_TYPE}`]),
     `--${boundary}--`,
     "",
   ].join("\n");
 }
+
+/** Where to set instead what USER_DATA tried to. */
+const OVERRIDE_HINT: Record<string, string> = {
+  users: "give users with USER/USERS",
+  ssh_pwauth: "password login is on exactly when a user has a password",
+  disable_root: "log in as a user with sudo",
+  final_message: "the launcher's readiness signal",
+  hostname: "set HOSTNAME",
+  fqdn: "set HOSTNAME",
+};
 
 /**
  * Renders the seed. The instance-id is a hash of what the guest receives, so
  * a changed configuration is applied at the next boot while an unchanged one
  * keeps the same instance (and its SSH host keys).
  */
-export function planCloudInit(config: LauncherConfig, networkConfig: object): CloudInitFiles {
-  const userData = withUserData(renderCloudConfig(config), config);
+export function planCloudInit(config: LauncherConfig, networkConfig: object, saltKey: string): CloudInitFiles {
+  const warnings: string[] = [];
+  const userData = withUserData(renderCloudConfig(config, saltKey), config, warnings);
   const networkText = Mustache.render(template("network-config"), {
     networkConfigJson: JSON.stringify(networkConfig, null, 2),
   });
@@ -100,5 +132,5 @@ export function planCloudInit(config: LauncherConfig, networkConfig: object): Cl
     instanceId: yamlValue(instanceId),
     hostname: yamlValue(config.hostname),
   });
-  return { metaData, userData, networkConfig: networkText, instanceId };
+  return { metaData, userData, networkConfig: networkText, instanceId, warnings };
 }

@@ -13,9 +13,18 @@ export interface BaseIdentity {
   format: string;
 }
 
+/** What qemu-img reports an image refers to outside itself. */
+export interface ImageReferences {
+  backingFile?: string;
+  backingFormat?: string;
+  dataFile?: string;
+}
+
 export interface DiskFacts {
   base: BaseIdentity | undefined;
-  overlay: { virtualSize: number; base: BaseIdentity | undefined } | undefined;
+  /** The base's own references: must be none, or the guest would read files of the container. */
+  baseReferences?: ImageReferences;
+  overlay: ({ virtualSize: number; base: BaseIdentity | undefined } & ImageReferences) | undefined;
   /**
    * The identity file is there but the overlay is not: a disk was made in this folder and
    * is gone (deleted by hand, or restored without it). Never silently replaced by a blank one.
@@ -24,6 +33,12 @@ export interface DiskFacts {
   /** A `disk.qcow2.creating` is left from a creation that was cut short: nothing usable, create again. */
   interruptedCreate?: boolean;
 }
+
+/** The base formats the launcher opens: anything else (vmdk extents, ...) could refer to other files. */
+export const BASE_FORMATS = ["qcow2", "raw"] as const;
+
+/** A path for a message: quoted, at most 200 characters. */
+const shown = (path: string) => JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}...` : path);
 
 export interface DiskPlan {
   action: "create" | "reuse" | "grow";
@@ -52,6 +67,21 @@ export function planDisk(
   if (!base) {
     throw new LauncherError(
       `no base image at ${basePath} (BASE_IMAGE). Run a machine image such as devmachines/debian, or mount a qcow2 or raw disk read-only there: docker run -v /path/to/image.qcow2:${basePath}:ro ...`,
+      ExitCode.Host,
+    );
+  }
+  if (!(BASE_FORMATS as readonly string[]).includes(base.format)) {
+    throw new LauncherError(
+      `BASE_IMAGE ${basePath} is a ${base.format} image; the launcher opens qcow2 or raw only (other formats can refer to other files). Convert it: qemu-img convert -O qcow2 IN OUT`,
+      ExitCode.Host,
+    );
+  }
+  const references = facts.baseReferences ?? {};
+  if (references.backingFile !== undefined || references.dataFile !== undefined) {
+    const what = references.backingFile !== undefined ? `a backing file (${shown(references.backingFile)})` : `an external data file (${shown(references.dataFile!)})`;
+    throw new LauncherError(
+      `BASE_IMAGE ${basePath} has ${what}: refusing it, because the guest's disk would expose that file of the container. ` +
+        "Make it self-contained first: qemu-img convert -O qcow2 IN OUT",
       ExitCode.Host,
     );
   }
@@ -99,6 +129,18 @@ export function planDisk(
     throw new LauncherError(
       `the disk in ${disksDir} was created over another base image (sha256 ${overlay.base.sha256.slice(0, 12)}), but BASE_IMAGE ${basePath} is sha256 ${base.sha256.slice(0, 12)}. ` +
         "Booting it over a different base would corrupt it: run the image it was made with, or use a new volume",
+      ExitCode.Disk,
+    );
+  }
+  // The overlay's header names its backing file: it must still be this base, opened as its
+  // recorded format, with no data file, or the guest would see another file of the container.
+  if (overlay.dataFile !== undefined || overlay.backingFile !== basePath || overlay.backingFormat !== overlay.base.format) {
+    const found = overlay.dataFile !== undefined
+      ? `an external data file (${shown(overlay.dataFile)})`
+      : `backing file ${overlay.backingFile === undefined ? "none" : shown(overlay.backingFile)} (format ${overlay.backingFormat ?? "unset"})`;
+    throw new LauncherError(
+      `${common.overlayPath} has ${found}, but BASE_IMAGE is ${basePath} (${overlay.base.format}): its header was changed, or the base image moved; refusing to open it. ` +
+        `${overlay.dataFile === undefined && overlay.backingFile !== undefined ? `Mount the base image at ${shown(overlay.backingFile)} again (BASE_IMAGE), restore` : "Restore"} the disk from a backup, or use a new volume`,
       ExitCode.Disk,
     );
   }

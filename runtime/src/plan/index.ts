@@ -6,7 +6,8 @@ import { planNetwork, type NetworkPlan } from "../network/plan.js";
 import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
-import { QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
+import { planVnc, QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
+import type { VncSpec } from "../config/vnc.js";
 
 export interface LaunchPlan {
   /** Where the base image, the disks and the sockets are, and why. */
@@ -16,22 +17,27 @@ export interface LaunchPlan {
   cloudInit: CloudInitFiles;
   paths: RunPaths;
   accel: AccelPlan;
+  /** The raw VNC server (VNC, or the upstream layout's /socks/vnc.sock); the console's own is in `paths`. */
+  vnc?: VncSpec;
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
   /** The argv for either accelerator; `auto` may need both. */
   argsFor(accel: Accel): string[];
 }
 
+/** What planning needs to know of the world: the disks, the container's network, the accelerator, the salt key kept with the disk. */
+export interface LaunchFacts {
+  disk: DiskFacts;
+  network: ContainerNetwork;
+  accel: AccelFacts;
+  saltKey: string;
+}
+
 /**
  * `locations` is decided first (planLocations), since the disk facts are read from the paths
  * it chose; `runDir` holds the run's files, its sockets go where `locations` says.
  */
-export function planLaunch(
-  config: LauncherConfig,
-  facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts },
-  locations: LocationPlan,
-  runDir: string,
-): LaunchPlan {
+export function planLaunch(config: LauncherConfig, facts: LaunchFacts, locations: LocationPlan, runDir: string): LaunchPlan {
   const accel = planAccel(config.accel, facts.accel);
   const paths = runPaths(runDir, locations.socketsDir.path);
   const network = planNetwork(config, facts.network);
@@ -39,11 +45,10 @@ export function planLaunch(
     { basePath: locations.baseImage.path, disksDir: locations.disksDir.path, storageBytes: config.storageBytes, ephemeral: config.ephemeral },
     facts.disk,
   );
-  const cloudInit = planCloudInit(config, network.networkConfig);
-  // VNC as set; else on the sockets volume's vnc.sock when that is mounted (upstream served one there).
-  const vnc = config.vnc ?? (locations.vncSocket === undefined ? undefined : `unix:${locations.vncSocket}`);
-  const input = { config: { ...config, ...(vnc !== undefined && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
-  return { locations, disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
+  const cloudInit = planCloudInit(config, network.networkConfig, facts.saltKey);
+  const vnc = planVnc(config.vnc, locations.vncSocket);
+  const input = { config: { ...config, ...(vnc && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
+  return { locations, disk, network, cloudInit, paths, accel, ...(vnc && { vnc }), readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
@@ -57,6 +62,6 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
     network: plan.network,
     accel,
     instanceId: plan.cloudInit.instanceId,
-    warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings],
+    warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings],
   };
 }

@@ -1,6 +1,7 @@
 /** The QEMU command line, assembled from the other plans. Pure. */
 import type { LauncherConfig } from "../config/schema.js";
 import { MiB } from "../config/units.js";
+import { vncArgument, type VncSpec } from "../config/vnc.js";
 import { accelArgs, type Accel } from "./accel.js";
 
 /** Files of one run of the launcher (not persistent: a tmpfs or the container's layer). */
@@ -71,12 +72,23 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
 }
 
 /**
- * A VGA card once any VNC server is asked for: the raw `VNC` one, and the browser console's
+ * The raw VNC server: `VNC` as set (config/vnc.ts admits only its safe forms), else a socket on
+ * the upstream layout's sockets volume when one is mounted (`upstreamSocket`, chosen by
+ * locations/plan.ts, never by the user), else none.
+ */
+export function planVnc(vnc: VncSpec | undefined, upstreamSocket: string | undefined): VncSpec | undefined {
+  if (vnc) return vnc;
+  return upstreamSocket === undefined ? undefined : { listen: { kind: "unix", path: upstreamSocket }, options: [] };
+}
+
+/**
+ * A VGA card once any VNC server is asked for: the raw one (planVnc), and the browser console's
  * on a Unix socket only the launcher reaches (QEMU runs several VNC servers given distinct ids).
+ * Every argument is rebuilt from a checked form, never passed through from the environment.
  */
 function displayArgs(config: QemuPlanInput["config"], paths: RunPaths): string[] {
   const servers = [
-    ...(config.vnc ? [config.vnc] : []),
+    ...(config.vnc ? [vncArgument(config.vnc)] : []),
     ...(config.console ? [`unix:${escapeOption(paths.vncSocket)},id=devmachines-console`] : []),
   ];
   if (servers.length === 0) return ["-display", "none"];
