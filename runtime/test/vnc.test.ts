@@ -84,6 +84,19 @@ test("VNC problems exit 2 from the configuration, before anything is created", (
   assert.match(text, /^ {2}VNC=.* option "power-control" is not allowed/m);
 });
 
+test("a VNC display's ports may not be SSH's, a PORTS forward's or the console server's (exit 2)", () => {
+  const base = { CPU: "2", MEMORY: "1G", STORAGE: "20G", USER: "dev", SSH_KEYS: ED25519, HOSTNAME: "box" };
+  const issues = (env: Record<string, string>) => {
+    const result = parseConfig({ ...base, ...env }, () => undefined);
+    return result.ok ? "" : formatIssues(result.issues);
+  };
+  assert.match(issues({ VNC: ":0", CONSOLE_PORT: "5900" }), /VNC=":0" listens on container port tcp\/5900 \(5900 \+ display\), but tcp\/5900 is taken by CONSOLE_PORT/);
+  assert.match(issues({ VNC: ":1,to=5", PORTS: "5903:80" }), /VNC=":1,to=5" listens on container ports tcp\/5901-5905 .* tcp\/5903 is taken by PORTS/);
+  assert.equal(issues({ VNC: ":0", CONSOLE_PORT: "6080", PORTS: "5901:80" }), "", "distinct ports are fine");
+  assert.equal(issues({ VNC: "unix:screen", CONSOLE_PORT: "5900" }), "", "a socket takes no port");
+  assert.equal(parseConfig({ ...base, VNC: ":0", CONSOLE_PORT: "5900" }, () => undefined).ok, false);
+});
+
 const work = await mkdtemp(join(tmpdir(), "dm-vnc-"));
 after(() => rm(work, { recursive: true, force: true }));
 

@@ -27,7 +27,7 @@ import {
 import { consolePortField, consoleTokenField, type ConsoleConfig } from "./console.js";
 import { parsePortList, type PortForward } from "./ports.js";
 import { splitSshKeys } from "./sshKeys.js";
-import type { VncSpec } from "./vnc.js";
+import { parseVnc, vncTcpPorts, type VncSpec } from "./vnc.js";
 import { parseUserData, type UserData } from "./userData.js";
 
 export interface UserConfig {
@@ -318,6 +318,23 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     }
   } else if (raw.CONSOLE_TOKEN !== undefined && consolePort.success) {
     issues.push({ variable: sourceOf("CONSOLE_TOKEN"), message: "is set without CONSOLE_PORT: the console server is off, so the token would protect nothing" });
+  }
+
+  // A raw VNC display listens on container ports of its own: none may be one that SSH, PORTS
+  // or the console server binds, or QEMU (or the console) would fail after the disk was made.
+  const vnc = raw.VNC === undefined ? undefined : parseVnc(raw.VNC);
+  const vncPorts = vnc?.ok ? vncTcpPorts(vnc.spec) : undefined;
+  if (vncPorts) {
+    const taken = [
+      { port: DEFAULTS.sshPort, by: "the SSH forward" },
+      ...ports.filter((forward) => forward.protocol === "tcp").map((forward) => ({ port: forward.containerPort, by: "PORTS" })),
+      ...(consolePort.success && consolePort.data !== undefined ? [{ port: consolePort.data, by: "CONSOLE_PORT" }] : []),
+    ];
+    const clash = taken.find(({ port }) => port >= vncPorts.first && port <= vncPorts.last);
+    if (clash) {
+      const range = vncPorts.last > vncPorts.first ? `s tcp/${vncPorts.first}-${vncPorts.last}` : ` tcp/${vncPorts.first}`;
+      issues.push({ variable: "VNC", value: raw.VNC!, message: `listens on container port${range} (5900 + display), but tcp/${clash.port} is taken by ${clash.by}` });
+    }
   }
 
   if (!parsed.success || issues.length > 0) return { ok: false, issues };

@@ -99,3 +99,13 @@ export function vncArgument(spec: VncSpec): string {
     listen.kind === "none" ? "none" : listen.kind === "unix" ? `unix:${listen.path}` : `${isIP(listen.host) === 6 ? `[${listen.host}]` : listen.host}:${listen.display}`;
   return [target, ...spec.options.map(([name, value]) => `${name}=${value}`)].join(",");
 }
+
+/**
+ * The container's TCP ports a display form listens on: 5900 + display, up to 5900 + `to`
+ * (QEMU takes the first free one of that range). None for a socket or `none`.
+ */
+export function vncTcpPorts(spec: VncSpec): { first: number; last: number } | undefined {
+  if (spec.listen.kind !== "tcp") return undefined;
+  const to = spec.options.find(([name]) => name === "to");
+  return { first: VNC_BASE_PORT + spec.listen.display, last: VNC_BASE_PORT + (to ? Number(to[1]) : spec.listen.display) };
+}
