@@ -110,7 +110,8 @@ describe("coming from the upstream project", { concurrency: 1 }, () => {
     assert.match(launcher, /base image: \/image\/ubuntu\.img \(mounted at \/image under the upstream project's name/);
     assert.match(launcher, /disks folder: \/disks \(a volume is mounted at \/disks/);
     assert.match(launcher, /sockets: \/socks \(a volume is mounted at \/socks/);
-    assert.deepEqual((await docker(["exec", name, "ls", "/disks"])).split("\n"), ["disk.base.json", "disk.qcow2"]);
+    // The disk, its base's identity and the password salts' key (kept with the disk it belongs to).
+    assert.deepEqual((await docker(["exec", name, "ls", "/disks"])).split("\n"), ["disk.base.json", "disk.qcow2", "password-salt.key"]);
     assert.deepEqual((await docker(["exec", name, "ls", "/socks"])).split("\n"), ["qga.sock", "qmp.sock", "vnc.sock"]);
 
     // The upstream inventory finds it by the label and its published 22/tcp, and that address works.
