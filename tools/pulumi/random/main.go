@@ -21,9 +21,13 @@ func providerInfo() tfbridge.ProviderInfo {
 		P:       pftfbridge.ShimProvider(shim.NewProvider()),
 		Name:    "random",
 		Version: version,
-		// Each random_<thing> becomes random:index/<thing>:<Thing>, as in @pulumi/random.
+		// The plugin-framework bridge requires metadata; tfgen would write it (renames, auto
+		// settings), but the runtime needs none of it: the tokens are computed below.
+		MetadataInfo: tfbridge.NewProviderMetadata([]byte("{}")),
+		// Each random_<thing> becomes random:index/random<Thing>:Random<Thing>, as in
+		// @pulumi/random (which keeps the "random" of the Terraform name).
 	}
-	info.MustComputeTokens(tokens.SingleModule("random_", "index", tokens.MakeStandard("random")))
+	info.MustComputeTokens(tokens.SingleModule("", "index", tokens.MakeStandard("random")))
 	return info
 }
 
