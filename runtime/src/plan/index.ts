@@ -7,6 +7,16 @@ import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
 import { QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
+import { machineHash, planResume, suspendPaths, type ResumePlan, type SavedStateFacts, type SuspendPaths } from "./suspend.js";
+
+/** ON_STOP and the saved state: what SIGTERM does, and whether this start resumes. */
+export interface SuspendPlan {
+  onStop: LauncherConfig["onStop"];
+  paths: SuspendPaths;
+  resume: ResumePlan;
+  /** Identifies this machine under an accelerator (plan/suspend.ts machineHash): saved with the state. */
+  machineHashFor(accel: Accel): string;
+}
 
 export interface LaunchPlan {
   /** Where the base image, the disks and the sockets are, and why. */
@@ -18,6 +28,7 @@ export interface LaunchPlan {
   accel: AccelPlan;
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
+  suspend: SuspendPlan;
   /** The argv for either accelerator; `auto` may need both. */
   argsFor(accel: Accel): string[];
 }
@@ -28,7 +39,13 @@ export interface LaunchPlan {
  */
 export function planLaunch(
   config: LauncherConfig,
-  facts: { disk: DiskFacts; network: ContainerNetwork; accel: AccelFacts },
+  facts: {
+    disk: DiskFacts;
+    network: ContainerNetwork;
+    accel: AccelFacts;
+    /** The saved state in the disks folder, and the QEMU version (read only when there is one). */
+    saved?: { facts: SavedStateFacts; qemu: string };
+  },
   locations: LocationPlan,
   runDir: string,
 ): LaunchPlan {
@@ -43,7 +60,14 @@ export function planLaunch(
   // VNC as set; else on the sockets volume's vnc.sock when that is mounted (upstream served one there).
   const vnc = config.vnc ?? (locations.vncSocket === undefined ? undefined : `unix:${locations.vncSocket}`);
   const input = { config: { ...config, ...(vnc !== undefined && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
-  return { locations, disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
+  const argsFor = (which: Accel) => qemuArgs(input, which);
+  const machineHashFor = (which: Accel) => machineHash(argsFor(which), [paths.dir, locations.socketsDir.path], cloudInit.instanceId);
+  const savedPaths = suspendPaths(locations.disksDir.path);
+  const resume: ResumePlan = facts.saved
+    ? planResume(facts.saved.facts, { qemu: facts.saved.qemu, accel: accel.first, machineHash: machineHashFor(accel.first), diskAction: disk.action }, savedPaths)
+    : { action: "none", reason: "no saved state: the guest boots" };
+  const suspend: SuspendPlan = { onStop: config.onStop, paths: savedPaths, resume, machineHashFor };
+  return { locations, disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, suspend, argsFor };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
@@ -56,6 +80,7 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
     disk: plan.disk,
     network: plan.network,
     accel,
+    suspend: { onStop: plan.suspend.onStop, resume: plan.suspend.resume, savedState: plan.suspend.paths.state },
     instanceId: plan.cloudInit.instanceId,
     warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings],
   };
