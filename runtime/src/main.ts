@@ -193,7 +193,7 @@ async function run(): Promise<ExitCodeValue> {
               if (supervisor.resumed) {
                 // The guest's clock stood still while it was saved: set it before anyone can log in.
                 await setGuestClock(plan.paths.guestAgentSocket, 10_000).then(
-                  () => log(`guest clock set to the host's after ${seconds()} s`),
+                  (note) => log(`guest clock set to the host's after ${seconds()} s${note ? `; ${note}` : ""}`),
                   (error: Error) => log(`warning: the guest's clock could not be set (${error.message}); it runs behind until NTP corrects it`),
                 );
               } else log(`cloud-init finished after ${seconds()} s`);

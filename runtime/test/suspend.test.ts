@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import fs from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -9,6 +10,7 @@ import { completeSave, consumeSavedState, diskStamp, readSavedState, setAside } 
 import { machineHash, planResume, suspendPaths, type MachineNow, type SavedStateFacts, type SavedStateMeta } from "../src/plan/suspend.js";
 import { onResumeFailure } from "../src/supervise/decide.js";
 import { healthOf } from "../src/supervise/readiness.js";
+import { setGuestClock } from "../src/supervise/guestAgent.js";
 import { shellQuote } from "../src/supervise/supervisor.js";
 
 const work = await mkdtemp(join(tmpdir(), "dm-suspend-"));
@@ -140,4 +142,34 @@ test("health verdicts: ready is healthy, every other phase and READY_TIMEOUT are
 
 test("the exec: migration target is one shell word whatever the path holds", () => {
   assert.equal(shellQuote("/disks/vm state's.bin"), `'/disks/vm state'\\''s.bin'`);
+});
+
+test("setGuestClock: syncs with the agent, sends the host's time in exact nanoseconds, and accepts a guest without hwclock", async () => {
+  const socketPath = join(work, "qga.sock");
+  const received: string[] = [];
+  const server = net.createServer((socket) => {
+    socket.setEncoding("latin1");
+    let buffer = "";
+    socket.on("data", (chunk: string) => {
+      buffer += chunk;
+      let newline: number;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline).replace(/\xff/g, "");
+        buffer = buffer.slice(newline + 1);
+        received.push(line);
+        const message = JSON.parse(line) as { execute: string; arguments?: { id?: number } };
+        // A stale answer first, as a former client may have left one: it must be skipped.
+        if (message.execute === "guest-sync-delimited") socket.write(`{"return": {}}\n\xff{"return": ${message.arguments!.id}}\n`, "latin1");
+        else socket.write(`{"error": {"class": "GenericError", "desc": "child process has failed to set hardware clock to system time: failed to exec '/sbin/hwclock'"}}\n`);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  try {
+    const note = await setGuestClock(socketPath, 5000, () => 1764410000123);
+    assert.match(note ?? "", /hardware clock was not written/);
+    assert.equal(received.at(-1), '{"execute":"guest-set-time","arguments":{"time":1764410000123000000}}');
+  } finally {
+    server.close();
+  }
 });

@@ -9,7 +9,15 @@
  */
 import net from "node:net";
 
-export class GuestAgentError extends Error {}
+export class GuestAgentError extends Error {
+  constructor(
+    message: string,
+    /** The agent answered with this error (as opposed to not answering at all). */
+    readonly agentError?: string,
+  ) {
+    super(message);
+  }
+}
 
 /** Sends one command after a sync and resolves with its `return` value. */
 export async function guestAgentCommand(socketPath: string, command: string, argsJson: string | undefined, timeoutMs: number): Promise<unknown> {
@@ -50,7 +58,7 @@ export async function guestAgentCommand(socketPath: string, command: string, arg
             continue;
           }
           clearTimeout(timer);
-          if (message.error) reject(new GuestAgentError(`guest agent ${command} failed: ${message.error.desc ?? "unknown error"}`));
+          if (message.error) reject(new GuestAgentError(`guest agent ${command} failed: ${message.error.desc ?? "unknown error"}`, message.error.desc ?? "unknown error"));
           else resolve(message.return);
           return;
         }
@@ -64,16 +72,23 @@ export async function guestAgentCommand(socketPath: string, command: string, arg
 /**
  * Sets the guest's clock to the host's (nanoseconds since the epoch, written as an exact
  * integer: a JavaScript number would round it), retrying while the agent is not answering yet.
+ * Resolves with a note when only the hardware clock could not follow: the agent sets the system
+ * clock first, then runs `hwclock -w`, which a minimal guest may lack (Debian's cloud image
+ * has no /sbin/hwclock); the system clock is what matters, and QEMU's RTC follows the host anyway.
  */
-export async function setGuestClock(socketPath: string, deadlineMs: number, now: () => number = Date.now): Promise<void> {
+export async function setGuestClock(socketPath: string, deadlineMs: number, now: () => number = Date.now): Promise<string | undefined> {
   const until = Date.now() + deadlineMs;
   let lastError: unknown;
   while (Date.now() < until) {
     try {
       const ns = BigInt(now()) * 1_000_000n;
       await guestAgentCommand(socketPath, "guest-set-time", `{"time":${ns}}`, Math.max(1000, Math.min(3000, until - Date.now())));
-      return;
+      return undefined;
     } catch (error) {
+      const agentError = error instanceof GuestAgentError ? error.agentError : undefined;
+      if (agentError !== undefined && /hwclock|hardware clock/i.test(agentError)) return `the guest's hardware clock was not written (${agentError.trim()})`;
+      // The agent answered with another error: asking again would get the same answer.
+      if (agentError !== undefined) throw error;
       lastError = error;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
