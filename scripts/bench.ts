@@ -122,7 +122,9 @@ async function launcher(): Promise<void> {
     if (run === runs - 1) {
       await new Promise((resolve) => setTimeout(resolve, 5000));
       launcherRss = await rssMiB(name, "1");
-      qemuRss = await rssMiB(name, "$(pgrep -f qemu-system | head -1)");
+      // QEMU runs under `setpriv ... --`, which execs it: the pid the launcher logs is QEMU's.
+      const qemuPid = /started QEMU \(pid (\d+)\)/.exec((await containerLogs(name)).launcher)![1]!;
+      qemuRss = await rssMiB(name, qemuPid);
     }
     await removeAll({ containers: [name] });
     const shell = `${name}-shell`;
