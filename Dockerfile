@@ -79,6 +79,7 @@ COPY --from=build /src/runtime/dist /opt/devmachines/runtime/dist
 # `docker exec -it NAME devmachines console` attaches to the guest's serial console.
 RUN printf '#!/bin/sh\nexec node /opt/devmachines/runtime/dist/cli.js "$@"\n' >/usr/local/bin/devmachines \
  && chmod 755 /usr/local/bin/devmachines
+COPY runtime/bin/devmachines-health /usr/local/bin/devmachines-health
 
 ENV NODE_ENV=production
 LABEL org.opencontainers.image.title="DevMachines runtime" \
@@ -100,10 +101,14 @@ EXPOSE 22
 # `stop_grace_period` to match.
 STOPSIGNAL SIGTERM
 
-# `--health` exits 0 once the guest is ready. A guest under TCG (no KVM) needs 1-2 minutes to
-# boot, more on a loaded machine, hence the long start period (failures during it do not count).
+# `devmachines-health` prints the launcher's verdict, kept in /run/devmachines/health: healthy once
+# the guest is ready (cloud-init finished, or a saved state resumed) and its SSH answers (the
+# launcher re-checks SSH every 10 s). It is a shell reading one line, so it can run every second:
+# a resumed machine turns healthy within a second of being ready (Docker 20.10 has no
+# --start-interval). A guest under TCG needs 1-2 minutes to boot, more on a loaded machine,
+# hence the long start period (failures during it do not count).
 # The one health check: the Pulumi component and `runContainerSpec` inherit it, overriding nothing.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
-  CMD ["node", "/opt/devmachines/runtime/dist/main.js", "--health"]
+HEALTHCHECK --interval=1s --timeout=5s --start-period=600s --retries=3 \
+  CMD ["/usr/local/bin/devmachines-health"]
 
 ENTRYPOINT ["node", "/opt/devmachines/runtime/dist/main.js"]

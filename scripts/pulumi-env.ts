@@ -22,8 +22,11 @@ export interface PulumiEnvOptions {
   base?: NodeJS.ProcessEnv;
 }
 
-/** What a TypeScript program on the local Docker Engine needs: the CLI, the Node.js host, the Docker provider. */
-export const TOOLCHAIN = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-docker"];
+/**
+ * What a TypeScript program on the local Docker Engine needs: the CLI, the Node.js host, the
+ * Docker provider, and the random provider (a DevMachine's console token).
+ */
+export const TOOLCHAIN = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-docker", "pulumi-resource-random"];
 
 /** The binaries (TOOLCHAIN plus `extra`) that `npm run pulumi:install` has not put in place. */
 export function missingBinaries(extra: string[] = []): string[] {

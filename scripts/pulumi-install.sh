@@ -5,6 +5,7 @@
 #   pulumi-language-nodejs   our small Node.js language host         tools/pulumi/language-nodejs
 #   pulumi-language-yaml     the YAML language host (pulumi-yaml)    tools/pulumi/language-yaml
 #   pulumi-resource-docker   the Docker provider, bridged            tools/pulumi/docker
+#   pulumi-resource-random   the random provider, bridged            tools/pulumi/random
 # Each tools/pulumi/<name>/go.mod pins what is built. Go's module and build caches and the
 # binaries live outside the clone (~/.cache/devmachines, or $DEVMACHINES_CACHE), keyed by a
 # stamp of the wrapper's files, so a fresh clone on the same machine only links them.
@@ -19,6 +20,9 @@ LINKS="$ROOT/.cache/pulumi/bin"    # what PATH gets (scripts/pulumi-env.sh)
 PULUMI_VERSION=3.276.0
 # The docker plugin reports the version @pulumi/docker asks for (sdk/package.json).
 DOCKER_VERSION=5.2.0
+# The random plugin reports the version @pulumi/random asks for (sdk/package.json): DevMachine
+# generates console tokens with it.
+RANDOM_VERSION=4.21.2
 
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build"
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
@@ -75,4 +79,5 @@ build language-nodejs pulumi-language-nodejs . "-X main.version=$PULUMI_VERSION"
 build language-yaml pulumi-language-yaml github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml \
   "-X github.com/pulumi/pulumi-yaml/pkg/version.Version=v1.25.0"
 build docker pulumi-resource-docker . "-X main.version=$DOCKER_VERSION"
+build random pulumi-resource-random . "-X main.version=$RANDOM_VERSION"
 log "toolchain ready in $LINKS ($((SECONDS - total))s): $("$LINKS/pulumi" version)"

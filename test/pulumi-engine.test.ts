@@ -27,7 +27,22 @@ async function exists(kind: "container" | "volume", name: string): Promise<boole
   return docker([kind, "inspect", name]).then(() => true, () => false);
 }
 
-test("examples/single with the real engine: up, SSH, secrets, no diff, update keeps the disk, destroy", { timeout: 4 * BOOT_TIMEOUT_MS }, async (t) => {
+/** The console server's answers to `url` (with its token), to the bare page, and to a wrong token. */
+async function consoleAnswers(url: string): Promise<{ bearer: number; query: number; cookie: boolean; none: number; wrong: number }> {
+  const parsed = new URL(url);
+  const token = parsed.searchParams.get("token") ?? "";
+  const bare = `${parsed.origin}/`;
+  const viaQuery = await fetch(url, { redirect: "manual" });
+  return {
+    bearer: (await fetch(bare, { headers: { authorization: `Bearer ${token}` } })).status,
+    query: viaQuery.status,
+    cookie: /HttpOnly/i.test(viaQuery.headers.get("set-cookie") ?? ""),
+    none: (await fetch(bare)).status,
+    wrong: (await fetch(bare, { headers: { authorization: `Bearer x${token}` } })).status,
+  };
+}
+
+test("examples/single with the real engine: up, SSH, consoles, secrets, no diff, no drift, update keeps the disk, destroy", { timeout: 4 * BOOT_TIMEOUT_MS }, async (t) => {
   if (!(await engineAvailable(t))) return;
   const key = await makeKeyPair();
   const name = unique("single");
@@ -39,7 +54,8 @@ test("examples/single with the real engine: up, SSH, secrets, no diff, update ke
   });
   for (const [k, v] of Object.entries({
     name, cpu: "1", memory: "1G", storage: "6G", image: MACHINE_IMAGE, packages: "",
-    sshPort: String(await freePort()), webPort: String(await freePort()), sshKey: key.publicKey,
+    sshPort: String(await freePort()), webPort: String(await freePort()), consolePort: String(await freePort()),
+    sshKey: key.publicKey,
   })) await stack.config(k, v);
   await stack.config("password", password, true);
 
@@ -53,18 +69,27 @@ test("examples/single with the real engine: up, SSH, secrets, no diff, update ke
   await ssh(target, "echo kept-across-updates > ~/data && sync");
   assert.equal(await ssh({ ...target, key: undefined, password }, "whoami"), "dev", "the secret password logs in");
 
-  // The password never appears in plain text: state, export, docker inspect, engine output.
+  // The consoles, behind the random token the component generated (@pulumi/random): a secret output.
+  assert.equal(await stack.output("consoleUrl"), "[secret]", "consoleUrl is a secret output");
+  const consoleUrl = await stack.output("consoleUrl", true);
+  assert.match(consoleUrl, /^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9]{32}$/);
+  assert.deepEqual(await consoleAnswers(consoleUrl), { bearer: 200, query: 303, cookie: true, none: 401, wrong: 401 },
+    "the console server answers with the token and refuses without it");
+  const consoleToken = new URL(consoleUrl).searchParams.get("token")!;
+
+  // The password and the console token never appear in plain text: state, export, docker inspect, engine output.
   const exported = (await stack.pulumi(["stack", "export"])).stdout;
   const inspect = await docker(["inspect", name]);
   for (const [where, text] of [["the state files", await stack.stateFiles()], ["pulumi stack export", exported],
     ["docker inspect", inspect], ["the engine's output", await stack.engineLog()]] as const) {
     assert.ok(!text.includes(password), `the password is in plain text in ${where}`);
+    assert.ok(!text.includes(consoleToken), `the console token is in plain text in ${where}`);
   }
   assert.match(exported, /"secure"|ciphertext/, "the password is stored as a secret");
 
-  // A second run changes nothing. Not yet checked: `pulumi refresh --expect-no-changes`, since the
-  // bridged provider reads `capabilities` back as drift ([diff: ~capabilities], also with
-  // `drops: []` declared); open in issue 7's note.
+  // A second run changes nothing, and refresh reads the machine back as declared (no drift).
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+  await stack.pulumi(["refresh", "--yes", "--skip-preview", "--expect-no-changes"]);
   await stack.pulumi(["preview", "--expect-no-changes"]);
 
   // More memory and a bigger disk: a new container on the same volume, the disk grown.
@@ -79,6 +104,8 @@ test("examples/single with the real engine: up, SSH, secrets, no diff, update ke
   assert.equal(await ssh(target, "cat ~/data"), "kept-across-updates", "the disk volume is kept");
   const rootBytes = Number(await ssh(target, "lsblk -bndo SIZE /dev/vda"));
   assert.ok(rootBytes >= 8 * 1024 ** 3 - 1, `the disk grew to 8G (is ${rootBytes} bytes)`);
+  assert.equal(await stack.output("consoleUrl", true), consoleUrl, "the console token is kept across the replacement");
+  assert.equal((await consoleAnswers(consoleUrl)).bearer, 200, "the new container's console server takes the kept token");
 
   // destroy removes the machine and keeps the disk it was told to keep (keepDisk).
   await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
@@ -110,6 +137,33 @@ test("bad arguments fail pulumi preview before anything is created, naming the a
     const resources = JSON.parse((await stack.pulumi(["stack", "export"])).stdout).deployment.resources ?? [];
     assert.equal(resources.length, 0, `${c.what}: nothing was created`);
   }
+});
+
+test("a machine that cannot become healthy fails pulumi up at once, with the launcher's own last log lines", { timeout: 10 * 60_000 }, async (t) => {
+  if (!(await engineAvailable(t))) return;
+  const key = await makeKeyPair();
+  const name = unique("broken");
+  const stack = await TestStack.create(FIXTURE, "broken");
+  t.after(async () => {
+    await stack.dispose();
+    await removeAll({ containers: [name], volumes: [`${name}-disk`] });
+  });
+  // The runtime image holds no guest disk: the launcher exits 3 (the host or container lacks
+  // something) at once, and the restart policy starts it again and again. No guest boots.
+  await stack.config("machines", JSON.stringify([{
+    name, image: `devmachines/runtime:${process.env.DEVMACHINES_IMAGE_TAG ?? "latest"}`, sshKeys: [key.publicKey],
+    cpu: 1, memory: "512M", storage: "2G", sshPort: await freePort(),
+  }]));
+  const started = Date.now();
+  const result = await stack.pulumi(["up", "--yes", "--skip-preview"], { allowFailure: true });
+  const seconds = Math.round((Date.now() - started) / 1000);
+  console.log(`  pulumi up of a machine that cannot start failed after ${seconds}s`);
+  const output = result.stdout + result.stderr;
+  assert.notEqual(result.code, 0, "pulumi up fails");
+  assert.match(output, new RegExp(`container ${name} is crash-looping: its process exited`), "the error says what happened");
+  assert.match(output, /--- stderr \(the launcher\) ---/, "the error carries the container's log");
+  assert.match(output, /base image/i, "the launcher's own words are in the error");
+  assert.doesNotMatch(output, /wait_timeout/, "it gave up when the launcher had exited, not at the end of the 600 s wait");
 });
 
 test("examples/lab with the real engine: three machines up, SSH into each, they reach each other by name, destroy leaves nothing", { timeout: 3 * BOOT_TIMEOUT_MS }, async (t) => {

@@ -49,7 +49,7 @@ export class TestStack {
   }
 
   /** Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure. */
-  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number; secret?: string } = {}): Promise<PulumiResult> {
+  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number; secret?: string; revealsSecrets?: boolean } = {}): Promise<PulumiResult> {
     // The stack flags go before a `--` (after it everything is a value).
     const end = args.includes("--") ? args.indexOf("--") : args.length;
     const full = [...args.slice(0, end), "--stack", this.name, "--non-interactive", ...args.slice(end)];
@@ -63,7 +63,9 @@ export class TestStack {
     // The command line is ours, not the engine's: a secret we pass on it is masked, so that the
     // log holds the engine's own output plainly, for the checks that no secret leaks there.
     const commandLine = full.map((arg) => (options.secret !== undefined && arg === options.secret ? "[secret]" : arg)).join(" ");
-    await appendFile(this.logFile, `$ pulumi ${commandLine}\n${result.stdout}\n${result.stderr}\n`);
+    // Secrets the test asked for (--show-secrets) are not the engine leaking them: kept out too.
+    const stdout = options.revealsSecrets ? "[output withheld: the test asked for the secrets]" : result.stdout;
+    await appendFile(this.logFile, `$ pulumi ${commandLine}\n${stdout}\n${result.stderr}\n`);
     if (result.code !== 0 && !options.allowFailure) {
       throw new Error(`pulumi ${args.join(" ")} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
     }
@@ -74,8 +76,9 @@ export class TestStack {
     await this.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--", key, value], secret ? { secret: value } : {});
   }
 
-  async output(name: string): Promise<string> {
-    return (await this.pulumi(["stack", "output", name])).stdout.trim();
+  /** A stack output; a secret one prints as `[secret]` unless `showSecrets`. */
+  async output(name: string, showSecrets = false): Promise<string> {
+    return (await this.pulumi(["stack", "output", name, ...(showSecrets ? ["--show-secrets"] : [])], { revealsSecrets: showSecrets })).stdout.trim();
   }
 
   /** The stack's checkpoint files in the file backend, as they are on disk. */

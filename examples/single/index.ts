@@ -4,7 +4,8 @@
 //   pulumi config set --secret password ...
 // Optional settings (defaults in brackets): name [workstation], cpu [4], memory [8G],
 // storage [40G], sshPort [2222], webPort [8080], packages [git, build-essential, tmux],
-// image [the DevMachines image].
+// image [the DevMachines image], consolePort [none: no browser consoles; with a port, the
+// serial and graphical consoles behind a random token: pulumi stack output --show-secrets consoleUrl].
 import * as pulumi from "@pulumi/pulumi";
 import { DevMachine } from "@devmachines/pulumi";
 
@@ -27,8 +28,10 @@ const box = new DevMachine(config.get("name") ?? "workstation", {
   ].join("\n"),
   labels: [{ label: "owner", value: pulumi.getStack() }],
   ...(config.get("image") && { image: config.require("image") }),
+  ...(config.getNumber("consolePort") !== undefined && { consoles: { port: config.requireNumber("consolePort") } }),
 });
 
 export const sshCommand = box.sshCommand;
 export const diskVolume = box.volumeName;
 export const containerName = box.containerName;
+export const consoleUrl = box.consoleUrl;

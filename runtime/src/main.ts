@@ -7,7 +7,8 @@
  *   --health    exit 0 when the VM is ready (the image's HEALTHCHECK)
  */
 import { readFileSync, statSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
@@ -16,14 +17,18 @@ import { lockDisksDir } from "./apply/lock.js";
 import { readSaltKey, storeSaltKey, type SaltKey } from "./apply/saltKey.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkVncSocket, prepareVncSocket } from "./apply/vnc.js";
+import { completeSave, consumeSavedState, readSavedState, setAside } from "./apply/suspend.js";
+import { OVERLAY_NAME } from "./plan/disk.js";
+import { suspendPaths } from "./plan/suspend.js";
+import { setGuestClock } from "./supervise/guestAgent.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { withDockerUpstream } from "./network/resolverProbe.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import type { HostIdentity } from "./plan/accel.js";
 import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
-import { checkHealth, missingStage, waitForSsh, writeState, type BootProgress } from "./supervise/readiness.js";
-import { isGuestText, superviseQemu } from "./supervise/supervisor.js";
+import { checkHealth, missingStage, waitForSsh, watchSsh, writeState, type BootProgress } from "./supervise/readiness.js";
+import { isGuestText, superviseQemu, type QemuSupervisor } from "./supervise/supervisor.js";
 import { discoverLocations } from "./locations/discover.js";
 import { planLocations, type LocationPlan } from "./locations/plan.js";
 import { startConsoles } from "./console/index.js";
@@ -61,14 +66,18 @@ async function locate(config: LauncherConfig): Promise<LocationPlan> {
 
 async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity; salt: SaltKey }> {
   const disksDir = locations.disksDir.path;
-  const [discovered, disk, accel, salt] = await Promise.all([
+  const [discovered, disk, accel, salt, savedFacts] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(locations.baseImage.path, disksDir),
     discoverAccel(config.accel, disksDir, QEMU_BINARY),
     readSaltKey(disksDir),
+    // Read before anything of this start touches the disk: its stamp must be QEMU's of the save.
+    readSavedState(suspendPaths(disksDir), join(disksDir, OVERLAY_NAME)),
   ]);
+  const stateThere = savedFacts.stateBytes !== undefined || savedFacts.meta !== undefined || savedFacts.metaProblem !== undefined;
+  const saved = stateThere ? { facts: savedFacts, qemu: (accel.host ?? (await readHostIdentity(QEMU_BINARY))).qemu } : undefined;
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key }, locations, RUN_DIR);
+  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }) }, locations, RUN_DIR);
   // QEMU replaces whatever file is at a VNC socket's path: refused before anything is made.
   await checkVncSocket(plan.vnc);
   return { plan, host: accel.host, salt };
@@ -122,13 +131,23 @@ async function run(): Promise<ExitCodeValue> {
   // Container port 22 reaches the guest's SSH in both modes (BRIDGE: over the management link).
   const ssh = { host: "127.0.0.1", port: DEFAULTS.sshPort };
   let finished = false;
+  let stopLiveness = () => {};
   const consoles = await startConsoles({ console: config.console, machine: config.hostname, paths: plan.paths, log }).catch(async (error: Error) => {
     await bridge?.undo().catch(() => undefined);
     throw new LauncherError(error.message, ExitCode.Host);
   });
   try {
     log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
-    if (plan.disk.action !== "create") {
+    const { resume, paths: savedPaths } = plan.suspend;
+    if (resume.action === "set-aside") {
+      log(`warning: ${resume.warning}`);
+      await setAside(savedPaths);
+    }
+    // Resume: the stamp proved the disk is exactly as QEMU closed it after the save, so it is
+    // neither checked (a repair would change it) nor touched before QEMU has it.
+    const resumeFd = resume.action === "resume" ? consumeSavedState(savedPaths) : undefined;
+    if (resume.action === "resume") log(`resume: ${resume.reason}; it is consumed now (a state is resumed once)`);
+    if (plan.disk.action !== "create" && resumeFd === undefined) {
       const repaired = await checkOverlay(plan.disk.overlayPath);
       if (repaired) log(`disk: ${repaired}`);
     }
@@ -149,7 +168,8 @@ async function run(): Promise<ExitCodeValue> {
     }, config.readyTimeoutSeconds * 1000);
     readyTimer.unref();
     try {
-      return await superviseQemu(
+      let activeSupervisor: QemuSupervisor | undefined;
+      const code = await superviseQemu(
         {
           binary: QEMU_BINARY,
           argsFor: plan.argsFor,
@@ -158,6 +178,8 @@ async function run(): Promise<ExitCodeValue> {
           qmpSocket: plan.paths.qmpSocket,
           graceSeconds: config.graceSeconds,
           diskFull: { dir: disksDir, minFreeBytes: MIN_FREE_BYTES },
+          ...(config.onStop === "suspend" && { suspendTo: savedPaths.partial }),
+          ...(resumeFd !== undefined && { resumeFd }),
           onSerialData: consoles.onSerialData,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
@@ -171,6 +193,7 @@ async function run(): Promise<ExitCodeValue> {
           },
         },
         (supervisor) => {
+          activeSupervisor = supervisor;
           consoles.attach(supervisor);
           supervisor.onSerialLine((line) => {
             seen.serialOutput = true;
@@ -180,27 +203,57 @@ async function run(): Promise<ExitCodeValue> {
           supervisor.onReady(() => {
             seen.cloudInitDone = true;
             void (async () => {
-              log(`cloud-init finished after ${seconds()} s`);
+              if (supervisor.resumed) {
+                // The guest's clock stood still while it was saved: set it before anyone can log in.
+                await setGuestClock(plan.paths.guestAgentSocket, 10_000).then(
+                  (note) => log(`guest clock set to the host's after ${seconds()} s${note ? `; ${note}` : ""}`),
+                  (error: Error) => log(`warning: the guest's clock could not be set (${error.message}); it runs behind until NTP corrects it`),
+                );
+              } else log(`cloud-init finished after ${seconds()} s`);
               log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
               seen.ssh = true;
               // A stop may have begun while SSH was checked: never report a stopping VM as ready.
               if (finished || supervisor.stopRequested) return;
               await writeState(plan.paths.state, { phase: "ready", ssh, accel: supervisor.accel });
-              log(`ready after ${seconds()} s under ${supervisor.accel?.toUpperCase() ?? "?"}: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
+              stopLiveness = watchSsh(plan.paths.state, ssh, () => !finished && !supervisor.stopRequested);
+              log(`ready after ${seconds()} s${supervisor.resumed ? " (resumed)" : ""} under ${supervisor.accel?.toUpperCase() ?? "?"}: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
             })().catch((error: unknown) => log(`readiness check failed: ${(error as Error).message}`));
           });
         },
       );
+      await finishSuspend(plan, activeSupervisor);
+      return code;
     } finally {
       clearTimeout(readyTimer);
     }
   } finally {
     finished = true;
+    stopLiveness();
     await writeState(plan.paths.state, { phase: "stopped" }).catch(() => undefined);
     await consoles.close().catch(() => undefined);
     // A teardown problem is reported, but the guest's own outcome stays the exit code.
     await bridge?.undo().catch((error: unknown) => log(`warning: ${(error as Error).message}`));
   }
+}
+
+/** After QEMU exited: a completed save is put in place for the next start; a partial one is removed. */
+async function finishSuspend(plan: LaunchPlan, supervisor: QemuSupervisor | undefined): Promise<void> {
+  const paths = plan.suspend.paths;
+  if (!supervisor?.saved || !supervisor.accel) {
+    await rm(paths.partial, { force: true });
+    return;
+  }
+  const started = Date.now();
+  const qemu = (await readHostIdentity(QEMU_BINARY)).qemu;
+  const meta = await completeSave(paths, plan.disk.overlayPath, { qemu, accel: supervisor.accel, machineHash: plan.suspend.machineHashFor(supervisor.accel) }).catch(
+    async (error: Error) => {
+      log(`error: the saved state could not be put in place (${error.message}); the next start boots the guest from its disk`);
+      await rm(paths.partial, { force: true });
+      return undefined;
+    },
+  );
+  if (!meta) return;
+  log(`suspended: ${(meta.stateBytes / 2 ** 20).toFixed(0)} MiB in ${paths.state} (on disk after ${Date.now() - started} ms more); the next start resumes it`);
 }
 
 async function health(): Promise<ExitCodeValue> {

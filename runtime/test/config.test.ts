@@ -26,6 +26,7 @@ test("a minimal environment gives a complete configuration with documented defau
     hostname: "box",
     ephemeral: false,
     graceSeconds: 8,
+    onStop: "poweroff",
     readyTimeoutSeconds: 600,
   });
 });

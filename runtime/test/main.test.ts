@@ -159,6 +159,24 @@ test("a restarted container never reports the last run's readiness", async () =>
   assert.match(health.stdout, /the VM is starting/);
 });
 
+test("the image's health check (devmachines-health) prints the launcher's verdict and exits with it", async () => {
+  const script = new URL("../bin/devmachines-health", import.meta.url).pathname;
+  const runDir = join(work, "health-run");
+  const check = () => execa("sh", [script], { env: { DEVMACHINES_RUN_DIR: runDir }, reject: false });
+  const before = await check();
+  assert.equal(before.exitCode, 1);
+  assert.equal(before.stdout, "the launcher has not started the VM yet");
+  // A start that fails on its configuration leaves the verdict of the phase it reached.
+  await launcher([], { ...goodEnv(join(work, "health")), CPU: "zero", DEVMACHINES_RUN_DIR: runDir });
+  const starting = await check();
+  assert.equal(starting.exitCode, 1);
+  assert.equal(starting.stdout, "the VM is starting");
+  await writeFile(join(runDir, "health"), "0 ready: SSH answers\n");
+  const ready = await check();
+  assert.equal(ready.exitCode, 0);
+  assert.equal(ready.stdout, "ready: SSH answers");
+});
+
 test("unknown flags are refused with the usage", async () => {
   const result = await launcher(["--frobnicate"], {});
   assert.equal(result.exitCode, 2);

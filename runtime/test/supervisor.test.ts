@@ -39,6 +39,8 @@ interface Result {
   code: number;
   attempts?: { accel: "kvm" | "tcg"; kvmFailure?: string }[];
   ready?: boolean;
+  saved?: boolean;
+  resumed?: boolean;
   error?: string;
 }
 
@@ -388,4 +390,47 @@ test("without a test kernel: a failure when DEVMACHINES_E2E=required, otherwise 
   assert.deepEqual(skipped, ["no test kernel: supervise-kernel.sh failed: no network"]);
 
   assert.equal(kernelOrSkip(fake, { path: "/boot/vmlinuz" }, true), "/boot/vmlinuz");
+});
+
+test("ON_STOP=suspend against real QEMU: SIGTERM saves a ready guest and exits 0; the state resumes the same guest; a state that does not load boots instead", async (t) => {
+  const kernel = kernelOrSkip(t);
+  if (!kernel) return;
+  // A kernel without a root file system that waits forever after its panic (panic=0): a guest
+  // that runs, with RAM worth saving, and whose console shows whether it booted again.
+  const args = (qmpSocket: string) => ["-nodefaults", "-machine", "q35", "-m", "128", "-display", "none", "-serial", "stdio",
+    "-monitor", "none", "-kernel", kernel, "-append", "console=ttyS0 panic=0", "-qmp", `unix:${qmpSocket},server=on,wait=off`];
+  const state = path.join(dir, "vmstate.partial");
+  const first = path.join(dir, "suspend-1.sock");
+  const save = supervise({ accel: "tcg", qmpSocket: first, graceSeconds: 60, readyMarker: "Kernel panic - not syncing", suspendTo: state, baseArgs: args(first) });
+  await save.waitFor(/Kernel panic - not syncing/, 120_000);
+  await save.waitFor(/QMP connected/);
+  save.child.kill("SIGTERM");
+  const saved = await save.done;
+  assert.equal(saved.exitCode, ExitCode.Ok, save.stderr());
+  assert.equal(saved.result.saved, true);
+  assert.match(save.stderr(), /SIGTERM received: saving the guest's state \(ON_STOP=suspend\)/);
+  assert.match(save.stderr(), /state saved in [\d.]+s: \d+ MiB written for \d+ MiB of guest memory/);
+  assert.match(save.stderr(), /QEMU exited cleanly \(QMP quit\)/);
+  assert.ok(fs.statSync(state).size > 1024 * 1024, "the guest's RAM is in the file");
+
+  const second = path.join(dir, "suspend-2.sock");
+  const resume = supervise({ accel: "tcg", qmpSocket: second, graceSeconds: 1, readyMarker: "never printed", resumeFrom: state, baseArgs: args(second) });
+  await resume.waitFor(/state loaded in [\d.]+s: the guest runs again/, 60_000);
+  resume.child.kill("SIGTERM"); // no suspendTo this time: powered off, which this guest ignores
+  const resumed = await resume.done;
+  assert.equal(resumed.result.resumed, true);
+  assert.equal(resumed.result.ready, true, "a resumed guest is ready without a new ready marker");
+  assert.doesNotMatch(resume.stdout(), /Linux version/, "resumed, not booted");
+  assert.match(resume.stderr(), /resuming the saved state/);
+
+  // Another machine (more memory) cannot load it: QEMU fails, the guest boots instead.
+  const third = path.join(dir, "suspend-3.sock");
+  const other = supervise({ accel: "tcg", qmpSocket: third, graceSeconds: 1, readyMarker: "Kernel panic - not syncing", resumeFrom: state, baseArgs: args(third).map((arg) => (arg === "128" ? "256" : arg)) });
+  await other.waitFor(/Kernel panic - not syncing/, 120_000);
+  assert.match(other.stderr(), /warning: QEMU exited with code 1 while loading the saved state .*: the saved state cannot be resumed, so the guest boots from its disk/);
+  assert.match(other.stdout(), /Linux version/);
+  other.child.kill("SIGTERM");
+  const booted = await other.done;
+  assert.equal(booted.result.resumed, false);
+  assert.deepEqual(booted.result.attempts, [{ accel: "tcg" }, { accel: "tcg" }]);
 });

@@ -28,6 +28,16 @@ export const Accel = {
 /** Which QEMU accelerator to use. */
 export type Accel = (typeof Accel)[keyof typeof Accel];
 
+/** What stopping the container does to the guest (ON_STOP). */
+export const OnStop = {
+  /** An ACPI power-down; the next start boots the guest. */
+  poweroff: "poweroff",
+  /** Save the running guest beside its disk; the next start resumes it. */
+  suspend: "suspend",
+} as const;
+/** What stopping the container does to the guest (ON_STOP). */
+export type OnStop = (typeof OnStop)[keyof typeof OnStop];
+
 /** Transport protocol of a forwarded port. */
 export const Protocol = {
   tcp: "tcp",
@@ -143,6 +153,13 @@ export interface MachineSettingsArgs {
   dockerNetwork?: pulumi.Input<string>;
   /** Seconds the guest gets to power off cleanly on stop before QEMU is killed (GRACE_SECONDS). Default 60; the container's stop timeout is 30 s longer. */
   graceSeconds?: pulumi.Input<number>;
+  /**
+   * What stopping the container does to the guest (ON_STOP): `poweroff` (default) powers it off;
+   * `suspend` saves its running state beside its disk and the next start resumes it in seconds
+   * (processes, files and /dev/shm kept). The stop timeout (`graceSeconds` + 30 s) leaves room
+   * for the save (a few seconds per GiB of guest memory).
+   */
+  onStop?: pulumi.Input<OnStop>;
   /** How long `pulumi up` waits for the VM to be ready (SSH answers, cloud-init done), in seconds. Default 600: a guest without KVM needs minutes. */
   readyTimeoutSeconds?: pulumi.Input<number>;
   /** The address users reach the Docker host at, used in `sshHost`/`sshCommand`. Default 127.0.0.1 (the local Docker Engine). */

@@ -26,7 +26,10 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
       ),
     ),
     devices: spec.apply((s) => s.devices.map((path) => ({ hostPath: path, containerPath: path, permissions: "rwm" }))),
-    capabilities: spec.apply((s) => ({ adds: s.capAdd })),
+    // In Docker's own spelling (CAP_NET_ADMIN): the engine stores and reports capabilities with
+    // the prefix, the provider reads them back on refresh, and `capabilities` forces a new
+    // container, so `NET_ADMIN` here would show as drift and replace the machine on the next up.
+    capabilities: spec.apply((s) => ({ adds: s.capAdd.map(dockerCapability) })),
     ports: part((s) =>
       s.ports.map((port) => ({
         internal: port.containerPort,
@@ -49,6 +52,12 @@ export function containerArgs(spec: pulumi.Output<ContainerSpec>): docker.Contai
     networksAdvanced: part((s) => s.networks.map((network) => ({ name: network.name, aliases: network.aliases }))),
     mustRun: true,
   };
+}
+
+/** A capability as Docker reports it back: upper case, with its `CAP_` prefix. */
+export function dockerCapability(name: string): string {
+  const upper = name.toUpperCase();
+  return upper.startsWith("CAP_") ? upper : `CAP_${upper}`;
 }
 
 /** `docker.Volume` arguments for the description's disk volume. */

@@ -55,7 +55,7 @@ test("a DevMachine creates one container and one disk volume with everything the
     { hostPath: "/dev/kvm", containerPath: "/dev/kvm", permissions: "rwm" },
     { hostPath: "/dev/net/tun", containerPath: "/dev/net/tun", permissions: "rwm" },
   ]);
-  assert.deepEqual(inputs.capabilities, { adds: ["NET_ADMIN"] }, "NET_ADMIN and nothing broader");
+  assert.deepEqual(inputs.capabilities, { adds: ["CAP_NET_ADMIN"] }, "NET_ADMIN and nothing broader, spelt as Docker reports it back");
   assert.equal(inputs.privileged, undefined);
   assert.deepEqual(inputs.ports, [
     { internal: 22, protocol: "tcp", external: 2222 },

@@ -32,14 +32,15 @@ test("createArgs turns the description into docker create flags, and the passwor
   assert.ok(!args.join(" ").includes("never-on-the-command-line"));
 });
 
-test("the image's HEALTHCHECK is the one health check: --health, failures ignored for as long as the component waits by default", async () => {
+test("the image's HEALTHCHECK is the one health check: devmachines-health every second, failures ignored for as long as the component waits by default", async () => {
   const dockerfile = await readFile(new URL("../../Dockerfile", import.meta.url), "utf8");
   const healthchecks = dockerfile.split("\n").filter((line) => line.startsWith("HEALTHCHECK"));
   assert.equal(healthchecks.length, 1);
   const startPeriod = /--start-period=(\d+)s/.exec(healthchecks[0]!);
   assert.ok(startPeriod, "the HEALTHCHECK has a start period in seconds");
   assert.ok(Number(startPeriod[1]) >= DEFAULTS.readyTimeoutSeconds, "a slow TCG guest is not marked unhealthy while `wait` still waits");
-  assert.match(dockerfile, /HEALTHCHECK[^\n]*\\\n\s*CMD \["node", "\/opt\/devmachines\/runtime\/dist\/main\.js", "--health"\]/);
+  assert.match(healthchecks[0]!, /--interval=1s/, "a resumed machine turns healthy within a second of being ready");
+  assert.match(dockerfile, /HEALTHCHECK[^\n]*\\\n\s*CMD \["\/usr\/local\/bin\/devmachines-health"\]/);
 });
 
 /** A stand-in `docker` binary that answers `inspect` for one container from fixed JSON. */

@@ -39,3 +39,12 @@ test("defaultHostname: cut to 63 characters first, then trimmed, so no name ends
   // A container name the runtime would refuse as a host name still makes a valid machine.
   assert.equal(containerSpec(`${"w".repeat(62)}_x`, { sshKeys: [KEY] }).hostname, "w".repeat(62));
 });
+
+test("onStop: suspend reaches the container as ON_STOP with the usual long stop timeout; a wrong value is refused as the container would", () => {
+  const plain = containerSpec("plain", { sshKeys: [KEY] });
+  assert.equal(plain.env.ON_STOP, undefined, "the runtime's default (poweroff) applies");
+  const sleeper = containerSpec("sleeper", { sshKeys: [KEY], onStop: "suspend", memory: "2G" });
+  assert.equal(sleeper.env.ON_STOP, "suspend");
+  assert.ok(sleeper.stopTimeoutSeconds >= 60, "room for saving a few GiB of guest memory");
+  assert.throws(() => containerSpec("bad", { sshKeys: [KEY], onStop: "hibernate" as "suspend" }), /ON_STOP="hibernate" must be poweroff or suspend/);
+});

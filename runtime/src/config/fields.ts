@@ -129,6 +129,9 @@ export const networkField = z.enum(["NAT", "BRIDGE"], { message: "must be NAT or
 
 export const accelField = z.enum(["auto", "kvm", "tcg"], { message: "must be auto, kvm or tcg" });
 
+/** ON_STOP: what SIGTERM (docker stop) does to the guest. */
+export const onStopField = z.enum(["poweroff", "suspend"], { message: "must be poweroff or suspend" });
+
 export const portsField = z.string().transform((text, ctx) => {
   const { forwards, problems } = parsePortList(text);
   for (const problem of problems) {

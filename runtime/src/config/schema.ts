@@ -14,6 +14,7 @@ import {
   hostPathField,
   memoryField,
   networkField,
+  onStopField,
   passwordField,
   passwordHashField,
   portsField,
@@ -60,6 +61,11 @@ export interface LauncherConfig {
   disksDir?: string;
   ephemeral: boolean;
   graceSeconds: number;
+  /**
+   * ON_STOP: `poweroff` asks the guest to power off on SIGTERM; `suspend` saves its whole state
+   * beside the disk instead, and the next start resumes it (see supervise/suspend.ts).
+   */
+  onStop: "poweroff" | "suspend";
   /** How long the guest may take to become ready before the health check turns unhealthy. */
   readyTimeoutSeconds: number;
 }
@@ -74,6 +80,7 @@ export const DEFAULTS = {
   userDataFile: "/etc/devmachines/user-data",
   network: "NAT",
   accel: "auto",
+  onStop: "poweroff",
   /**
    * Seconds between SIGTERM and killing QEMU. It must fit inside the container's stop timeout
    * (Docker's and compose's default: 10 s), with room for QEMU's quit (immediate in practice,
@@ -147,6 +154,7 @@ const envSchema = z.object({
   DISKS_DIR: hostPathField.optional(),
   EPHEMERAL: booleanField.optional(),
   GRACE_SECONDS: secondsField.optional(),
+  ON_STOP: onStopField.default(DEFAULTS.onStop),
   READY_TIMEOUT: secondsField.refine((seconds) => seconds > 0, "must be at least 1 second").optional(),
 });
 
@@ -224,6 +232,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     DISKS_DIR: value("DISKS_DIR"),
     EPHEMERAL: value("EPHEMERAL"),
     GRACE_SECONDS: value("GRACE_SECONDS"),
+    ON_STOP: value("ON_STOP")?.toLowerCase(),
     READY_TIMEOUT: value("READY_TIMEOUT"),
   };
 
@@ -336,6 +345,9 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       issues.push({ variable: "VNC", value: raw.VNC!, message: `listens on container port${range} (5900 + display), but tcp/${clash.port} is taken by ${clash.by}` });
     }
   }
+  if (raw.ON_STOP === "suspend" && booleanField.optional().safeParse(raw.EPHEMERAL).data === true) {
+    issues.push({ variable: "ON_STOP", value: value("ON_STOP")!, message: "cannot be suspend with EPHEMERAL=true: an ephemeral disk is made anew at every start, so a saved state would have nothing to resume onto" });
+  }
 
   if (!parsed.success || issues.length > 0) return { ok: false, issues };
   const env2 = parsed.data;
@@ -388,6 +400,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       ...(env2.DISKS_DIR !== undefined && { disksDir: env2.DISKS_DIR }),
       ephemeral: env2.EPHEMERAL ?? false,
       graceSeconds: env2.GRACE_SECONDS ?? DEFAULTS.graceSeconds,
+      onStop: env2.ON_STOP,
       readyTimeoutSeconds: env2.READY_TIMEOUT ?? DEFAULTS.readyTimeoutSeconds,
     },
   };

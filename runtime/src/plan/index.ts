@@ -8,6 +8,16 @@ import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
 import { planVnc, QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
 import type { VncSpec } from "../config/vnc.js";
+import { machineHash, planResume, suspendPaths, type ResumePlan, type SavedStateFacts, type SuspendPaths } from "./suspend.js";
+
+/** ON_STOP and the saved state: what SIGTERM does, and whether this start resumes. */
+export interface SuspendPlan {
+  onStop: LauncherConfig["onStop"];
+  paths: SuspendPaths;
+  resume: ResumePlan;
+  /** Identifies this machine under an accelerator (plan/suspend.ts machineHash): saved with the state. */
+  machineHashFor(accel: Accel): string;
+}
 
 export interface LaunchPlan {
   /** Where the base image, the disks and the sockets are, and why. */
@@ -21,6 +31,7 @@ export interface LaunchPlan {
   vnc?: VncSpec;
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
+  suspend: SuspendPlan;
   /** The argv for either accelerator; `auto` may need both. */
   argsFor(accel: Accel): string[];
 }
@@ -31,6 +42,8 @@ export interface LaunchFacts {
   network: ContainerNetwork;
   accel: AccelFacts;
   saltKey: string;
+  /** The saved state in the disks folder, and the QEMU version (read only when there is one). */
+  saved?: { facts: SavedStateFacts; qemu: string };
 }
 
 /**
@@ -48,7 +61,14 @@ export function planLaunch(config: LauncherConfig, facts: LaunchFacts, locations
   const cloudInit = planCloudInit(config, network.networkConfig, facts.saltKey);
   const vnc = planVnc(config.vnc, locations.vncSocket);
   const input = { config: { ...config, ...(vnc && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
-  return { locations, disk, network, cloudInit, paths, accel, ...(vnc && { vnc }), readyMarker: READY_MARKER, argsFor: (which) => qemuArgs(input, which) };
+  const argsFor = (which: Accel) => qemuArgs(input, which);
+  const machineHashFor = (which: Accel) => machineHash(argsFor(which), [paths.dir, locations.socketsDir.path], cloudInit.instanceId);
+  const savedPaths = suspendPaths(locations.disksDir.path);
+  const resume: ResumePlan = facts.saved
+    ? planResume(facts.saved.facts, { qemu: facts.saved.qemu, accel: accel.first, machineHash: machineHashFor(accel.first), diskAction: disk.action }, savedPaths)
+    : { action: "none", reason: "no saved state: the guest boots" };
+  const suspend: SuspendPlan = { onStop: config.onStop, paths: savedPaths, resume, machineHashFor };
+  return { locations, disk, network, cloudInit, paths, accel, ...(vnc && { vnc }), readyMarker: READY_MARKER, suspend, argsFor };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
@@ -61,6 +81,7 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
     disk: plan.disk,
     network: plan.network,
     accel,
+    suspend: { onStop: plan.suspend.onStop, resume: plan.suspend.resume, savedState: plan.suspend.paths.state },
     instanceId: plan.cloudInit.instanceId,
     warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings],
   };

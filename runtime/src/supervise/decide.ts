@@ -38,7 +38,7 @@ export interface RunContext {
 
 /** What to do next. `kvmFailure` is set when the host's KVM verdict should be remembered. */
 export type Next =
-  | { kind: "restart"; accel: Accel; reason: string; kvmFailure?: string }
+  | { kind: "restart"; accel: Accel; reason: string; kvmFailure?: string; coldBoot?: boolean }
   | { kind: "exit"; code: ExitCodeValue; message: string; kvmFailure?: string };
 
 /**
@@ -100,6 +100,22 @@ export function onQemuExit(ctx: EndContext, exit: QemuExit): Next {
     return { kind: "restart", accel: ctx.fallback, reason: `QEMU ${how} before the guest was ready` };
   }
   return { kind: "exit", code: ExitCode.Failure, message: `QEMU ${how} on its own` };
+}
+
+/**
+ * A QEMU run that was to load a saved state ended before the guest ran again (an incompatible
+ * or damaged state, or a KVM failure): the state is already consumed, and the disk untouched
+ * (QEMU keeps it inactive until the load completes), so the guest boots from it.
+ */
+export function onResumeFailure(ctx: RunContext, exit: QemuExit, lastStderr: string | undefined): Next {
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+  const said = lastStderr ? ` ("${lastStderr.trim()}")` : "";
+  return {
+    kind: "restart",
+    accel: ctx.accel,
+    reason: `QEMU ${how} while loading the saved state${said}`,
+    coldBoot: true,
+  };
 }
 
 /** A progress bound: a stage is overdue once QEMU has used `cpuMs` of CPU time, or `wallMs` have passed. */

@@ -5,9 +5,16 @@
  * `--health` (the image's HEALTHCHECK) reads it and checks the SSH banner again
  * (from inside the container, in both network modes), so a dead sshd turns the
  * container unhealthy.
+ *
+ * The image's HEALTHCHECK does not run that (a Node process per check would cost too much at
+ * the one-second interval that lets a resumed machine turn healthy within a second of being
+ * ready): it reads the one-line verdict the launcher keeps in the `health` file beside the
+ * state (`devmachines-health` in the Dockerfile), which the launcher refreshes on every phase
+ * change and from its own SSH probe every {@link LIVENESS_INTERVAL_MS} while ready.
  */
 import { connect } from "node:net";
 import { readFile, rename, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 
 export type Phase = "starting" | "booting" | "ready" | "stopping" | "stopped";
 
@@ -21,10 +28,58 @@ export interface LauncherState {
   updatedAt: string;
 }
 
+/** Writes the state and the health verdict that follows from it. */
 export async function writeState(path: string, state: Omit<LauncherState, "updatedAt">): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`;
   await writeFile(temp, `${JSON.stringify({ ...state, updatedAt: new Date().toISOString() })}\n`);
   await rename(temp, path);
+  await writeHealth(healthPath(path), healthOf(state));
+}
+
+/** How often the launcher checks the SSH banner of a ready guest (the health file's liveness). */
+export const LIVENESS_INTERVAL_MS = 10_000;
+
+export interface HealthVerdict {
+  healthy: boolean;
+  message: string;
+}
+
+/** The health file beside the state file. */
+export function healthPath(statePath: string): string {
+  return join(dirname(statePath), "health");
+}
+
+/** The verdict a state implies (SSH was checked when the state became `ready`). */
+export function healthOf(state: Pick<LauncherState, "phase" | "notReady">): HealthVerdict {
+  if (state.notReady) return { healthy: false, message: state.notReady };
+  if (state.phase !== "ready") return { healthy: false, message: `the VM is ${state.phase}` };
+  return { healthy: true, message: "ready: SSH answers" };
+}
+
+/** One line, `0 message` or `1 message`: the exit code and output of the image's health check. */
+export async function writeHealth(path: string, verdict: HealthVerdict): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  await writeFile(temp, `${verdict.healthy ? 0 : 1} ${verdict.message.replace(/\s+/g, " ")}\n`);
+  await rename(temp, path);
+}
+
+/**
+ * While the guest is ready: checks its SSH banner every {@link LIVENESS_INTERVAL_MS} and keeps
+ * the health file's verdict in step. Returns the function that stops it.
+ */
+export function watchSsh(statePath: string, ssh: { host: string; port: number }, stillReady: () => boolean): () => void {
+  let healthy = true;
+  const timer = setInterval(() => {
+    void (async () => {
+      const problem = await sshBanner(ssh.host, ssh.port, 3000).then(() => undefined, (error: Error) => error.message);
+      const wasHealthy = healthy;
+      healthy = problem === undefined;
+      if (wasHealthy === healthy || !stillReady()) return;
+      await writeHealth(healthPath(statePath), problem === undefined ? healthOf({ phase: "ready" }) : { healthy: false, message: `the guest was ready, but SSH does not answer: ${problem}` });
+    })().catch(() => undefined);
+  }, LIVENESS_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** What the serial console and SSH have shown so far, for naming the stage that never came. */

@@ -31,6 +31,7 @@ import {
   awaitingProgress,
   missingProgress,
   onQemuExit,
+  onResumeFailure,
   onVmFailure,
   type Next,
   type ProgressBounds,
@@ -69,6 +70,17 @@ export interface SuperviseOptions {
   serialOut?: Writable;
   /** Where QEMU's stderr and the supervisor's `devmachines:` lines go. Default process.stderr. */
   logOut?: Writable;
+  /**
+   * ON_STOP=suspend: on SIGTERM, a ready guest's state is saved to this file (QMP `migrate`)
+   * instead of powering it off; {@link QemuSupervisor.saved} tells whether that completed. The
+   * launcher puts the file in place after QEMU exits (apply/suspend.ts).
+   */
+  suspendTo?: string;
+  /**
+   * Resume: an open descriptor of a saved state, loaded by the first QEMU run (`-incoming fd:3`).
+   * The guest counts as ready once it runs again; a load that fails boots the guest from its disk.
+   */
+  resumeFd?: number;
 }
 
 /** One QEMU run: which accelerator, and why it was abandoned if it was. */
@@ -77,6 +89,11 @@ export interface Attempt {
   /** Set when this run was abandoned for a restart under the fallback. */
   kvmFailure?: string;
 }
+
+/** The descriptor number the saved state has in QEMU (`-incoming fd:3`). */
+const INCOMING_FD = 3;
+/** How often a save's progress is polled, and a resume's load. */
+const MIGRATION_POLL_MS = 100;
 
 /** How long QEMU gets to act on QMP `quit` before SIGKILL. */
 const QUIT_TIMEOUT_MS = 3000;
@@ -105,6 +122,9 @@ interface Run {
   firstLineMs?: number;
   progressTimer?: NodeJS.Timeout;
   diskFull?: DiskFullWatch;
+  /** This run loads a saved state; `resumed` once the guest runs again. */
+  resuming?: boolean;
+  resumed?: boolean;
 }
 
 /**
@@ -122,6 +142,8 @@ export class QemuSupervisor {
   private graceTimer: NodeJS.Timeout | undefined;
   private killedAfterGrace = false;
   private current: Run | undefined;
+  private savedState = false;
+  private resumedState = false;
   /** Every QEMU run so far, in order. */
   readonly attempts: Attempt[] = [];
 
@@ -176,6 +198,16 @@ export class QemuSupervisor {
     return this.current?.qmp;
   }
 
+  /** True once the guest's state was saved on SIGTERM (ON_STOP=suspend). */
+  get saved(): boolean {
+    return this.savedState;
+  }
+
+  /** True when the guest was resumed from a saved state rather than booted. */
+  get resumed(): boolean {
+    return this.resumedState;
+  }
+
   /** True once a stop was asked for (SIGTERM/SIGINT): the VM is on its way down. */
   get stopRequested(): boolean {
     return this.stopReason !== undefined;
@@ -208,6 +240,9 @@ export class QemuSupervisor {
         const next = await this.runOnce(accel, fallback);
         if (next.kind === "exit") {
           this.log(`${next.message}: exit code ${next.code}`);
+        } else if (next.coldBoot) {
+          this.log(`warning: ${next.reason}: the saved state cannot be resumed, so the guest boots from its disk`);
+          continue; // same accelerator, same fallback; the state is consumed, so this run boots
         } else {
           this.attempts[this.attempts.length - 1]!.kvmFailure = next.reason;
           this.log(
@@ -252,15 +287,80 @@ export class QemuSupervisor {
       void this.forceStop(run);
       return;
     }
-    this.log(`${reason}: asking the guest to power off (ACPI); killing it in ${this.opts.graceSeconds}s otherwise`);
-    if (run.qmp) this.powerdown(run.qmp);
-    // else: sent as soon as QMP connects (see connectQmp)
+    if (this.opts.suspendTo !== undefined && run.qmp && run.ctx.ready) {
+      this.log(`${reason}: saving the guest's state (ON_STOP=suspend); stopping QEMU in ${this.opts.graceSeconds}s otherwise`);
+      void this.suspend(run, run.qmp, this.opts.suspendTo);
+    } else {
+      if (this.opts.suspendTo !== undefined) this.log(`ON_STOP=suspend: the guest is not ready yet, so it is powered off instead of saved`);
+      this.log(`${reason}: asking the guest to power off (ACPI); killing it in ${this.opts.graceSeconds}s otherwise`);
+      if (run.qmp) this.powerdown(run.qmp);
+      // else: sent as soon as QMP connects (see connectQmp)
+    }
     this.graceTimer = setTimeout(() => {
       if (run.exited) return;
       this.killedAfterGrace = true;
       this.log(`the guest did not power off within ${this.opts.graceSeconds}s: stopping QEMU`);
       void this.forceStop(run);
     }, this.opts.graceSeconds * 1000);
+  }
+
+  /**
+   * Pauses the guest and writes its RAM and device state to `path` (QMP `migrate` to a pipe into
+   * the file), printing progress, then quits QEMU. The disk is flushed and closed by QEMU before
+   * it exits. A save that fails lets the guest run on and powers it off as ON_STOP=poweroff would.
+   */
+  private async suspend(run: Run, qmp: QmpClient, path: string): Promise<void> {
+    const started = Date.now();
+    const secs = () => ((Date.now() - started) / 1000).toFixed(1);
+    try {
+      await qmp.execute("stop");
+      // The default bandwidth cap (tens of MiB/s) is for live migration over a network; a
+      // paused guest written to a local file should go as fast as the disk takes it.
+      await qmp.execute("migrate-set-parameters", { "max-bandwidth": 2 ** 40 });
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(path)}` });
+      let lastLog = Date.now();
+      for (;;) {
+        const info = await qmp.execute<MigrationInfo>("query-migrate");
+        if (info.status === "completed") {
+          this.savedState = true;
+          this.log(`state saved in ${secs()}s: ${mib(info.ram?.transferred)} MiB written for ${mib(info.ram?.total)} MiB of guest memory`);
+          break;
+        }
+        if (info.status === "failed" || info.status === "cancelled") throw new Error(info["error-desc"] ?? `migration ${info.status}`);
+        if (Date.now() - lastLog >= 1000) {
+          lastLog = Date.now();
+          this.log(`saving: ${mib(info.ram?.transferred)} of at most ${mib(info.ram?.total)} MiB after ${secs()}s`);
+        }
+        if (run.exited) return;
+        await delay(MIGRATION_POLL_MS);
+      }
+    } catch (error) {
+      if (run.exited || this.killedAfterGrace) return;
+      this.log(`warning: saving the guest's state failed after ${secs()}s (${(error as Error).message}): powering it off instead`);
+      await qmp.execute("cont").catch(() => undefined);
+      this.powerdown(qmp);
+      return;
+    }
+    await this.forceStop(run);
+  }
+
+  /** Resume: waits for QEMU to load the state, lets the guest run, and marks it ready. */
+  private async watchResume(run: Run, qmp: QmpClient): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      if (run.exited) return;
+      const status = await qmp.queryStatus().catch(() => undefined);
+      if (status && status.status !== "inmigrate") {
+        // A state saved from a paused guest loads paused: it is let run here.
+        if (!status.running) await qmp.execute("cont");
+        break;
+      }
+      await delay(MIGRATION_POLL_MS);
+    }
+    run.resumed = true;
+    this.resumedState = true;
+    this.log(`state loaded in ${((Date.now() - started) / 1000).toFixed(1)}s: the guest runs again`);
+    this.markReady(run);
   }
 
   private powerdown(qmp: QmpClient): void {
@@ -315,7 +415,9 @@ export class QemuSupervisor {
   }
 
   private async runOnce(accel: Accel, fallback: Accel | undefined): Promise<Next> {
-    const argv = this.opts.argsFor(accel);
+    // Only the first run may load the state: it was consumed (apply/suspend.ts) and a failed load boots.
+    const resuming = this.opts.resumeFd !== undefined && this.attempts.length === 0;
+    const argv = [...this.opts.argsFor(accel), ...(resuming ? ["-incoming", `fd:${INCOMING_FD}`] : [])];
     checkArgv(argv, accel, this.opts.qmpSocket);
     fs.rmSync(this.opts.qmpSocket, { force: true });
     this.attempts.push({ accel });
@@ -323,24 +425,27 @@ export class QemuSupervisor {
     const [wrapper, ...wrapperArgs] = SETPRIV;
     const child = execa(wrapper!, [...wrapperArgs, this.opts.binary, ...argv], {
       // A pipe, not "ignore": the consoles type into the guest's serial port through it.
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
+      // The saved state, when resuming, becomes QEMU's descriptor 3 (setpriv passes it on).
+      // (execa takes a descriptor number there, though its types only list it for stdin/stdout/stderr)
+      stdio: ["pipe", "pipe", "pipe", (resuming ? this.opts.resumeFd! : "ignore") as "ignore"],
       buffer: false,
       reject: false,
       // Own process group: a terminal's Ctrl-C must reach only the launcher, which then
       // powers the guest down, instead of killing QEMU outright.
       detached: true,
-    });
+    }) as unknown as ResultPromise; // the fourth descriptor is never read here: the usual shape
+    // QEMU has its own copy now; the launcher's would keep the unlinked state's blocks allocated.
+    if (resuming) fs.closeSync(this.opts.resumeFd!);
     const run: Run = {
       accel,
       ctx: { accel, fallback, ready: false, stopping: this.stopReason !== undefined },
       child,
       startedAt: Date.now(),
       exited: false,
+      resuming,
     };
     this.current = run;
-    const how = fallback ? `, ${fallback.toUpperCase()} if it fails before the guest is ready` : "";
+    const how = `${fallback ? `, ${fallback.toUpperCase()} if it fails before the guest is ready` : ""}${resuming ? ", resuming the saved state" : ""}`;
     this.log(`started QEMU (pid ${child.pid ?? "?"}) under ${accel === "kvm" ? "KVM" : "TCG"}${how}`);
 
     child.stdout!.once("data", () => (run.firstOutputMs ??= Date.now() - run.startedAt));
@@ -388,6 +493,9 @@ export class QemuSupervisor {
       throw new LauncherError(`cannot start ${this.opts.binary}: ${run.lastStderr}`, ExitCode.Host);
     }
     if (run.decided) return run.decided;
+    if (run.resuming && !run.resumed && !run.ctx.stopping) {
+      return onResumeFailure(run.ctx, { exitCode: result.exitCode, signal: result.signal }, run.lastStderr);
+    }
     return onQemuExit(
       { ...run.ctx, killedAfterGrace: this.killedAfterGrace, kvmStderr: run.kvmStderr, stopReason: this.stopReason },
       { exitCode: result.exitCode, signal: result.signal, shutdownReason: run.shutdownReason },
@@ -415,8 +523,9 @@ export class QemuSupervisor {
         qmp.on("GUEST_PANICKED", () => this.log("the guest reported a kernel panic"));
         qmp.on("STOP", () => void checkStatus(qmp));
         if (this.opts.diskFull) run.diskFull = watchDiskFull(qmp, { ...this.opts.diskFull, log: (message) => this.log(message) });
-        if (this.stopReason !== undefined && !this.killedAfterGrace) this.powerdown(qmp);
         void checkStatus(qmp); // the VM may have stopped before we connected
+        if (run.resuming) void this.watchResume(run, qmp).catch((error: Error) => this.log(`resume: ${error.message}`));
+        if (this.stopReason !== undefined && !this.killedAfterGrace) this.powerdown(qmp);
       })
       .catch((error: Error) => {
         // A QEMU that is dying (e.g. a failed KVM start) drops QMP a moment before its exit is
@@ -433,14 +542,16 @@ export class QemuSupervisor {
     this.opts.serialOut.write(`${line}\n`);
     if (run.firstLineMs === undefined && isGuestText(line)) run.firstLineMs = Date.now() - run.startedAt;
     for (const listener of [...this.lineListeners]) listener(line);
-    if (!run.ctx.ready && line.includes(this.opts.readyMarker)) {
-      run.ctx.ready = true;
-      clearInterval(run.progressTimer);
-      if (this.ready) return; // an earlier run was ready already (a restart after readiness)
-      this.ready = true;
-      for (const listener of [...this.readyListeners]) listener();
-      this.readyListeners.clear();
-    }
+    if (!run.ctx.ready && line.includes(this.opts.readyMarker)) this.markReady(run);
+  }
+
+  private markReady(run: Run): void {
+    run.ctx.ready = true;
+    clearInterval(run.progressTimer);
+    if (this.ready) return; // an earlier run was ready already (a restart after readiness)
+    this.ready = true;
+    for (const listener of [...this.readyListeners]) listener();
+    this.readyListeners.clear();
   }
 }
 
@@ -486,6 +597,20 @@ export async function superviseQemu(
     process.off("SIGTERM", onSigterm);
     process.off("SIGINT", onSigint);
   }
+}
+
+/** The part of QMP `query-migrate`'s answer the save reads. */
+interface MigrationInfo {
+  status?: string;
+  "error-desc"?: string;
+  ram?: { transferred?: number; total?: number };
+}
+
+const mib = (bytes: number | undefined) => ((bytes ?? 0) / 2 ** 20).toFixed(0);
+
+/** A path as one word for QEMU's `exec:` migration, which runs through /bin/sh. */
+export function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Splits a stream into lines (a final unterminated line included), dropping `\r`. */

@@ -46,6 +46,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     ...ports.env,
     ...consoles.env,
     ...(settings.vnc !== undefined && { VNC: settings.vnc }),
+    ...(settings.onStop !== undefined && { ON_STOP: settings.onStop }),
   };
   const files: SpecFile[] = [...users.files, ...consoles.files];
   if (settings.userData !== undefined) {

@@ -40,6 +40,7 @@ const REACHES = {
   restart: ["other"],
   dockerNetwork: ["other"],
   graceSeconds: ["env", "other"],
+  onStop: ["env"],
   readyTimeoutSeconds: ["other"],
   sshHost: ["other"],
   // The token reaches only its file, which is always secret; the port is plain (a secret port

@@ -5,6 +5,7 @@ module github.com/terraform-providers/terraform-provider-docker/shim
 go 1.25.8
 
 require (
+	github.com/docker/docker v28.5.2+incompatible
 	github.com/hashicorp/terraform-plugin-sdk/v2 v2.40.1
 	github.com/terraform-providers/terraform-provider-docker v0.0.0-20260916201441-96d331c98ff4
 )
@@ -53,7 +54,6 @@ require (
 	github.com/docker/cli-docs-tool v0.9.0 // indirect
 	github.com/docker/compose/v2 v2.35.1 // indirect
 	github.com/docker/distribution v2.8.3+incompatible // indirect
-	github.com/docker/docker v28.5.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.9.3 // indirect
 	github.com/docker/go v1.5.1-1.0.20160303222718-d30aec9fd63c // indirect
 	github.com/docker/go-connections v0.8.1 // indirect

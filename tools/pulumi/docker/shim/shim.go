@@ -7,5 +7,13 @@ import (
 	"github.com/terraform-providers/terraform-provider-docker/internal/provider"
 )
 
-// NewProvider returns the upstream SDKv2 provider (containers, volumes, networks, images).
-func NewProvider(version string) *schema.Provider { return provider.New(version)() }
+// NewProvider returns the upstream SDKv2 provider (containers, volumes, networks, images),
+// its container create wrapped to fail fast, with the container's last log lines, when the
+// container cannot become healthy (wait.go).
+func NewProvider(version string) *schema.Provider {
+	p := provider.New(version)()
+	if r := p.ResourcesMap["docker_container"]; r != nil && r.CreateContext != nil {
+		r.CreateContext = wrapContainerCreate(r.CreateContext)
+	}
+	return p
+}

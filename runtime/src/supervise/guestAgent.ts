@@ -1,0 +1,97 @@
+/**
+ * Just enough of the QEMU guest agent's protocol (qemu-guest-agent in the guest, on the
+ * virtio-serial port `org.qemu.guest_agent.0`, reached through QEMU's `qga.sock`) to set the
+ * guest's clock after a resume: a resumed guest's clock stands where it was when it was saved.
+ *
+ * The agent has no greeting. A 0xFF byte resets its JSON parser (whatever a former client left
+ * half-written), and `guest-sync-delimited` with a fresh id tells this client's answers from
+ * stale ones: everything up to the answer carrying that id is discarded.
+ */
+import net from "node:net";
+
+export class GuestAgentError extends Error {
+  constructor(
+    message: string,
+    /** The agent answered with this error (as opposed to not answering at all). */
+    readonly agentError?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Sends one command after a sync and resolves with its `return` value. */
+export async function guestAgentCommand(socketPath: string, command: string, argsJson: string | undefined, timeoutMs: number): Promise<unknown> {
+  const socket = net.createConnection(socketPath);
+  const syncId = Math.floor(Math.random() * 2 ** 31);
+  try {
+    return await new Promise<unknown>((resolve, reject) => {
+      let buffer = "";
+      let synced = false;
+      const timer = setTimeout(() => reject(new GuestAgentError(`the guest agent did not answer ${command} within ${timeoutMs} ms`)), timeoutMs);
+      socket.setEncoding("latin1");
+      socket.once("error", (error) => {
+        clearTimeout(timer);
+        reject(new GuestAgentError(`cannot reach the guest agent at ${socketPath}: ${error.message}`));
+      });
+      socket.once("connect", () => {
+        socket.write(Buffer.from([0xff]));
+        socket.write(`{"execute":"guest-sync-delimited","arguments":{"id":${syncId}}}\n`);
+      });
+      socket.on("data", (chunk: string) => {
+        buffer += chunk;
+        let newline: number;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline).replace(/\xff/g, "").trim();
+          buffer = buffer.slice(newline + 1);
+          if (!line) continue;
+          let message: { return?: unknown; error?: { desc?: string } };
+          try {
+            message = JSON.parse(line) as typeof message;
+          } catch {
+            continue;
+          }
+          if (!synced) {
+            if (message.return === syncId) {
+              synced = true;
+              socket.write(`{"execute":${JSON.stringify(command)}${argsJson === undefined ? "" : `,"arguments":${argsJson}`}}\n`);
+            }
+            continue;
+          }
+          clearTimeout(timer);
+          if (message.error) reject(new GuestAgentError(`guest agent ${command} failed: ${message.error.desc ?? "unknown error"}`, message.error.desc ?? "unknown error"));
+          else resolve(message.return);
+          return;
+        }
+      });
+    });
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * Sets the guest's clock to the host's (nanoseconds since the epoch, written as an exact
+ * integer: a JavaScript number would round it), retrying while the agent is not answering yet.
+ * Resolves with a note when only the hardware clock could not follow: the agent sets the system
+ * clock first, then runs `hwclock -w`, which a minimal guest may lack (Debian's cloud image
+ * has no /sbin/hwclock); the system clock is what matters, and QEMU's RTC follows the host anyway.
+ */
+export async function setGuestClock(socketPath: string, deadlineMs: number, now: () => number = Date.now): Promise<string | undefined> {
+  const until = Date.now() + deadlineMs;
+  let lastError: unknown;
+  while (Date.now() < until) {
+    try {
+      const ns = BigInt(now()) * 1_000_000n;
+      await guestAgentCommand(socketPath, "guest-set-time", `{"time":${ns}}`, Math.max(1000, Math.min(3000, until - Date.now())));
+      return undefined;
+    } catch (error) {
+      const agentError = error instanceof GuestAgentError ? error.agentError : undefined;
+      if (agentError !== undefined && /hwclock|hardware clock/i.test(agentError)) return `the guest's hardware clock was not written (${agentError.trim()})`;
+      // The agent answered with another error: asking again would get the same answer.
+      if (agentError !== undefined) throw error;
+      lastError = error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  throw lastError instanceof Error ? lastError : new GuestAgentError("the guest agent did not answer");
+}

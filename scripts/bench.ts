@@ -1,0 +1,201 @@
+/**
+ * `npm run bench`: each subject beside its baseline in one run, figures and ratios printed
+ * (never asserted). A recorded run is kept in docs/benchmarks.md.
+ *
+ * Usage: node --import tsx scripts/bench.ts [--only resume,launcher,disk,pulumi] [--memory 1G,2G]
+ *          [--counts 1,10,100,500]
+ *   resume    per memory size: docker run -> healthy (cold boot, the baseline) against
+ *             docker start -> healthy of the same machine suspended by docker stop (ON_STOP=suspend),
+ *             with the save's time and state size. One guest boot per size: take the boot lock.
+ *   launcher  container start -> QEMU exec, the launcher against a shell script doing the same
+ *             qemu-img + seed ISO + exec in the same image (the floor), and the launcher's and
+ *             QEMU's resident memory a few seconds later (no guest boot is waited for).
+ *   disk      overlay creation by the launcher (readDiskFacts + planDisk + applyDisk) over a small
+ *             (the guest disk) and a large (2 GiB) base, against bare `qemu-img create`.
+ *   pulumi    evaluating N DevMachines under mocks against N bare components of one
+ *             docker.Container + docker.Volume, each in a fresh process (scripts/bench-pulumi.ts).
+ * Env: DEVMACHINES_IMAGE_TAG picks the images (devmachines/debian:TAG), as for the tests.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { execa } from "execa";
+import { applyDisk, readDiskFacts } from "../runtime/src/apply/disk.js";
+import { planDisk } from "../runtime/src/plan/disk.js";
+import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
+import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll } from "../test/support.js";
+
+const { values } = parseArgs({
+  options: {
+    only: { type: "string", default: "resume,launcher,disk,pulumi" },
+    memory: { type: "string", default: "1G,2G" },
+    counts: { type: "string", default: "1,10,100,500" },
+  },
+});
+const only = new Set(values.only.split(","));
+const PREFIX = `dm-bench-${process.pid}`;
+const made: { containers: string[]; volumes: string[] } = { containers: [], volumes: [] };
+const cleanup = () => removeAll(made);
+process.on("SIGINT", () => void cleanup().finally(() => process.exit(130)));
+
+const f1 = (n: number) => n.toFixed(1);
+const ratio = (subject: number, baseline: number) => `${(subject / baseline).toFixed(2)}x`;
+const table = (head: string[], rows: (string | number)[][]) => {
+  console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
+  for (const row of rows) console.log(`| ${row.join(" | ")} |`);
+  console.log("");
+};
+const seconds = (since: number) => (Date.now() - since) / 1000;
+
+async function resume(): Promise<void> {
+  const key = await makeKeyPair();
+  const rows: (string | number)[][] = [];
+  for (const memory of values.memory.split(",")) {
+    const name = `${PREFIX}-resume-${memory}`;
+    made.containers.push(name);
+    made.volumes.push(name);
+    const env = { CPU: "2", MEMORY: memory, STORAGE: "6G", USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg", ON_STOP: "suspend" };
+    let started = Date.now();
+    await docker(["run", "-d", "--name", name, "--stop-timeout", "90", "-v", `${name}:/var/lib/devmachines`, ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), MACHINE_IMAGE]);
+    await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, intervalMs: 200 });
+    const cold = seconds(started);
+    started = Date.now();
+    await docker(["stop", "-t", "90", name]);
+    const stop = seconds(started);
+    const logs = (await containerLogs(name)).launcher;
+    const saved = /state saved in ([\d.]+)s: (\d+) MiB written/.exec(logs);
+    const exit = await docker(["inspect", "--format", "{{.State.ExitCode}}", name]);
+    started = Date.now();
+    await docker(["start", name]);
+    await waitHealthy(name, { timeoutMs: 120_000, intervalMs: 200 });
+    const warm = seconds(started);
+    const resumed = /ready after \d+ s \(resumed\)/.test((await containerLogs(name)).launcher);
+    rows.push([memory, f1(cold), f1(warm), ratio(warm, cold), saved ? `${saved[2]} MiB` : "?", saved ? `${saved[1]} s` : "?", `${f1(stop)} s (exit ${exit})`, resumed ? "yes" : "NO: cold-booted"]);
+    await removeAll({ containers: [name], volumes: [name] });
+  }
+  console.log("## Resume against cold boot (TCG, 2 vCPU; healthy as Docker reports it, polled every 0.2 s)\n");
+  table(["memory", "cold boot: run -> healthy (s)", "resume: start -> healthy (s)", "resume/cold", "state size", "save time", "docker stop", "resumed"], rows);
+}
+
+/** ms from the container's start to the first log line matching `pattern` (docker logs -t). */
+async function msToLine(name: string, pattern: RegExp, timeoutMs = 60_000): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { stdout, stderr } = await execa("docker", ["logs", "-t", name], { reject: false });
+    const line = `${stdout}\n${stderr}`.split("\n").find((text) => pattern.test(text));
+    if (line) {
+      const startedAt = await docker(["inspect", "--format", "{{.State.StartedAt}}", name]);
+      return nanoDate(line.split(" ")[0]!) - nanoDate(startedAt);
+    }
+    if (Date.now() > until) throw new Error(`no log line ${pattern} from ${name}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Docker's RFC 3339 times carry nanoseconds; Date keeps milliseconds, enough here. */
+function nanoDate(text: string): number {
+  const match = /^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(text.trim());
+  if (!match) throw new Error(`not a time: ${text}`);
+  return Date.parse(`${match[1]}${(match[2] ?? ".0").slice(0, 4).padEnd(4, "0")}${match[3]}`);
+}
+
+async function rssMiB(name: string, pid: string): Promise<number> {
+  const status = await docker(["exec", name, "sh", "-c", `grep VmRSS /proc/${pid}/status`]);
+  return Number(/(\d+)/.exec(status)![1]) / 1024;
+}
+
+async function launcher(): Promise<void> {
+  const runs = 3;
+  const rows: (string | number)[][] = [];
+  const subject: number[] = [];
+  const floor: number[] = [];
+  let launcherRss = 0;
+  let qemuRss = 0;
+  const key = await makeKeyPair();
+  for (let run = 0; run < runs; run++) {
+    const name = `${PREFIX}-launcher-${run}`;
+    made.containers.push(name);
+    await docker(["run", "-d", "--name", name, "-e", "CPU=1", "-e", "MEMORY=512M", "-e", "STORAGE=6G", "-e", "USER=dev", "-e", `SSH_KEYS=${key.publicKey}`, "-e", "ACCEL=tcg", "-e", "EPHEMERAL=true", MACHINE_IMAGE]);
+    subject.push(await msToLine(name, /started QEMU \(pid/));
+    if (run === runs - 1) {
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      launcherRss = await rssMiB(name, "1");
+      // QEMU runs under `setpriv ... --`, which execs it: the pid the launcher logs is QEMU's.
+      const qemuPid = /started QEMU \(pid (\d+)\)/.exec((await containerLogs(name)).launcher)![1]!;
+      qemuRss = await rssMiB(name, qemuPid);
+    }
+    await removeAll({ containers: [name] });
+    const shell = `${name}-shell`;
+    made.containers.push(shell);
+    const script = [
+      "qemu-img create -q -f qcow2 -F qcow2 -b /images/base.qcow2 /var/lib/devmachines/disk.qcow2 6G",
+      "mkdir -p /tmp/seed && printf 'instance-id: x\\n' > /tmp/seed/meta-data && printf '#cloud-config\\n' > /tmp/seed/user-data",
+      "genisoimage -quiet -output /tmp/seed.iso -volid cidata -joliet -rock /tmp/seed",
+      "echo EXEC-QEMU",
+      "exec sleep 30",
+    ].join(" && ");
+    await docker(["run", "-d", "--name", shell, "--entrypoint", "sh", MACHINE_IMAGE, "-c", script]);
+    floor.push(await msToLine(shell, /EXEC-QEMU/));
+    await removeAll({ containers: [shell] });
+  }
+  const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]!;
+  rows.push(["container start -> QEMU exec (ms, median of 3)", median(subject).toFixed(0), median(floor).toFixed(0), ratio(median(subject), median(floor))]);
+  console.log("## Launcher: start to QEMU, and memory\n");
+  table(["", "launcher", "shell script (floor)", "ratio"], rows);
+  console.log(`Resident memory 5 s after QEMU started: launcher (node) ${f1(launcherRss)} MiB, QEMU ${f1(qemuRss)} MiB (512 MiB guest, booting).\n`);
+}
+
+async function disk(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), "dm-bench-disk-"));
+  try {
+    const small = join(process.cwd(), ".cache/images/debian-13.qcow2");
+    const large = join(work, "large.raw");
+    await execa("truncate", ["-s", "2G", large]);
+    const rows: (string | number)[][] = [];
+    for (const [label, base, format] of [["small (guest disk)", small, "qcow2"], ["large (2 GiB raw)", large, "raw"]] as const) {
+      if (!existsSync(base)) {
+        rows.push([label, "missing: npm run images first", "", ""]);
+        continue;
+      }
+      const dir = join(work, `launcher-${format}`);
+      await mkdir(dir);
+      let started = performance.now();
+      const facts = await readDiskFacts(base, dir);
+      await applyDisk(planDisk({ basePath: base, disksDir: dir, storageBytes: 20 * 2 ** 30, ephemeral: false }, facts));
+      const launcherMs = performance.now() - started;
+      started = performance.now();
+      await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-F", format, "-b", base, join(work, `bare-${format}.qcow2`), "20G"]);
+      const bareMs = performance.now() - started;
+      rows.push([label, launcherMs.toFixed(0), bareMs.toFixed(0), ratio(launcherMs, bareMs)]);
+    }
+    console.log("## Disk: overlay creation\n");
+    table(["base", "launcher (ms)", "qemu-img create (ms)", "ratio"], rows);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function pulumiBench(): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const count of values.counts.split(",").map(Number)) {
+    const one = async (kind: string) =>
+      JSON.parse((await execa("node", ["--import", "tsx", "scripts/bench-pulumi.ts", String(count), kind])).stdout.trim().split("\n").at(-1)!) as { ms: number; rssMiB: number };
+    const machine = await one("devmachine");
+    const bare = await one("bare");
+    rows.push([count, f1(machine.ms / count), f1(bare.ms / count), ratio(machine.ms, bare.ms), f1(machine.rssMiB / count), f1(bare.rssMiB / count)]);
+  }
+  console.log("## Pulumi: evaluation under mocks, per machine\n");
+  table(["machines", "DevMachine ms", "bare Container+Volume ms", "ratio", "DevMachine MiB", "bare MiB"], rows);
+}
+
+console.log(`# npm run bench, ${new Date().toISOString()}, load ${loadavg().map((n) => n.toFixed(1)).join(" ")}, image ${MACHINE_IMAGE}\n`);
+try {
+  if (only.has("disk")) await disk();
+  if (only.has("pulumi")) await pulumiBench();
+  if (only.has("launcher")) await launcher();
+  if (only.has("resume")) await resume();
+} finally {
+  await cleanup();
+}
