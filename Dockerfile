@@ -66,9 +66,11 @@ FROM debian:trixie-slim
 # --no-install-recommends keeps qemu-system-x86 headless: no qemu-system-gui (GTK/SDL), spice,
 # opengl or block-extra modules. VNC is built into QEMU itself. seabios and ipxe-qemu are hard
 # dependencies (BIOS boot, NIC option ROMs). genisoimage writes the cloud-init NoCloud seed ISO.
+# ARCH=aarch64 guests: qemu-system-arm (qemu-system-aarch64, the `virt` machine) and its UEFI
+# firmware qemu-efi-aarch64 (/usr/share/AAVMF).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      qemu-system-x86 qemu-utils genisoimage iproute2 ca-certificates nodejs \
+      qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils genisoimage iproute2 ca-certificates nodejs \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/devmachines /images
 

@@ -4,9 +4,10 @@ import type { LocationPlan } from "../locations/plan.js";
 import type { ContainerNetwork } from "../network/discover.js";
 import { planNetwork, type NetworkPlan } from "../network/plan.js";
 import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
+import { planArch, type ArchPlan } from "./arch.js";
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
-import { QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
+import { qemuArgs, runPaths, type RunPaths } from "./qemu.js";
 import { machineHash, planResume, suspendPaths, type ResumePlan, type SavedStateFacts, type SuspendPaths } from "./suspend.js";
 
 /** ON_STOP and the saved state: what SIGTERM does, and whether this start resumes. */
@@ -26,6 +27,8 @@ export interface LaunchPlan {
   cloudInit: CloudInitFiles;
   paths: RunPaths;
   accel: AccelPlan;
+  /** The guest's architecture, and the machine, QEMU binary and firmware that go with it. */
+  arch: ArchPlan;
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
   suspend: SuspendPlan;
@@ -35,7 +38,9 @@ export interface LaunchPlan {
 
 /**
  * `locations` is decided first (planLocations), since the disk facts are read from the paths
- * it chose; `runDir` holds the run's files, its sockets go where `locations` says.
+ * it chose, and `arch` (planArch) next, since the accelerator's facts depend on it (an x86_64
+ * guest on an x86_64 host when not given); `runDir` holds the run's files, its sockets go where
+ * `locations` says.
  */
 export function planLaunch(
   config: LauncherConfig,
@@ -48,8 +53,10 @@ export function planLaunch(
   },
   locations: LocationPlan,
   runDir: string,
+  arch: ArchPlan = planArch(undefined, { host: "x86_64" }, locations.disksDir.path),
 ): LaunchPlan {
-  const accel = planAccel(config.accel, facts.accel);
+  const foreign = arch.kvmPossible ? undefined : { guest: arch.arch, host: arch.host };
+  const accel = planAccel(config.accel, facts.accel, foreign);
   const paths = runPaths(runDir, locations.socketsDir.path);
   const network = planNetwork(config, facts.network);
   const disk = planDisk(
@@ -59,7 +66,7 @@ export function planLaunch(
   const cloudInit = planCloudInit(config, network.networkConfig);
   // VNC as set; else on the sockets volume's vnc.sock when that is mounted (upstream served one there).
   const vnc = config.vnc ?? (locations.vncSocket === undefined ? undefined : `unix:${locations.vncSocket}`);
-  const input = { config: { ...config, ...(vnc !== undefined && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
+  const input = { config: { ...config, ...(vnc !== undefined && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths, machine: arch };
   const argsFor = (which: Accel) => qemuArgs(input, which);
   const machineHashFor = (which: Accel) => machineHash(argsFor(which), [paths.dir, locations.socketsDir.path], cloudInit.instanceId);
   const savedPaths = suspendPaths(locations.disksDir.path);
@@ -67,14 +74,15 @@ export function planLaunch(
     ? planResume(facts.saved.facts, { qemu: facts.saved.qemu, accel: accel.first, machineHash: machineHashFor(accel.first), diskAction: disk.action }, savedPaths)
     : { action: "none", reason: "no saved state: the guest boots" };
   const suspend: SuspendPlan = { onStop: config.onStop, paths: savedPaths, resume, machineHashFor };
-  return { locations, disk, network, cloudInit, paths, accel, readyMarker: READY_MARKER, suspend, argsFor };
+  return { locations, disk, network, cloudInit, paths, accel, arch, readyMarker: READY_MARKER, suspend, argsFor };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
 export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
   const { warning, ...accel } = plan.accel;
   return {
-    qemu: { binary: QEMU_BINARY, args: plan.argsFor(accel.first) },
+    qemu: { binary: plan.arch.binary, args: plan.argsFor(accel.first) },
+    arch: { arch: plan.arch.arch, reason: plan.arch.reason, host: plan.arch.host, kvmPossible: plan.arch.kvmPossible, ...(plan.arch.firmware && { firmware: plan.arch.firmware }) },
     locations: plan.locations,
     cloudInit: { metaData: plan.cloudInit.metaData, userData: plan.cloudInit.userData, networkConfig: plan.cloudInit.networkConfig },
     disk: plan.disk,
