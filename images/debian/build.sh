@@ -149,6 +149,17 @@ if [[ $FORCE -eq 0 && -f $OUT && -f $OUT.stamp && $(cat "$OUT.stamp") == "$STAMP
   step "up to date: $OUT (stamp $STAMP_VALUE; --force rebuilds)"
   exit 0
 fi
+# With the stages outside the clone (arm64's default), the finished disk is kept there too: a
+# fresh clone then copies it (mtime kept, so `npm run images` also finds its machine image
+# current) instead of building it again.
+KEPT=
+[[ $STAGES == "$CACHE"/* ]] || KEPT=$STAGES/$NAME.qcow2
+if [[ $FORCE -eq 0 && -n $KEPT && -f $KEPT && -f $KEPT.stamp && $(cat "$KEPT.stamp") == "$STAMP_VALUE" ]]; then
+  mkdir -p "$(dirname "$OUT")"
+  cp -p --reflink=auto "$KEPT" "$OUT.tmp" && mv "$OUT.tmp" "$OUT" && cp -p "$KEPT.stamp" "$OUT.stamp"
+  step "up to date: copied $KEPT (stamp $STAMP_VALUE; --force rebuilds)"
+  exit 0
+fi
 
 mkdir -p "$STAGES" "$(dirname "$OUT")"
 WORK=$(mktemp -d "$STAGES/work.XXXXXX")
@@ -466,4 +477,7 @@ qemu-img convert -c -O qcow2 -o compression_type=zstd "$RAW" "$OUT.tmp"
 heartbeat_stop
 mv "$OUT.tmp" "$OUT"
 echo "$STAMP_VALUE" >"$OUT.stamp"
+if [[ -n $KEPT ]]; then
+  cp -p --reflink=auto "$OUT" "$KEPT.tmp" && mv "$KEPT.tmp" "$KEPT" && cp -p "$OUT.stamp" "$KEPT.stamp"
+fi
 step "done: $OUT ($(du -h "$OUT" | cut -f1) on disk, virtual $DISK_SIZE)"
