@@ -66,10 +66,17 @@ FROM debian:trixie-slim
 # --no-install-recommends keeps qemu-system-x86 headless: no qemu-system-gui (GTK/SDL), spice,
 # opengl or block-extra modules. VNC is built into QEMU itself. seabios and ipxe-qemu are hard
 # dependencies (BIOS boot, NIC option ROMs). genisoimage writes the cloud-init NoCloud seed ISO.
+# ARCH=aarch64 guests: qemu-system-arm (qemu-system-aarch64, the `virt` machine) and its UEFI
+# firmware qemu-efi-aarch64 (/usr/share/AAVMF). Each AAVMF file is a 64 MiB flash image: only
+# the firmware without secure boot (AAVMF_CODE.fd links to it) and the empty variable store are
+# kept (-256 MB), and the 32-bit arm emulator goes too (the package ships it beside aarch64's).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      qemu-system-x86 qemu-utils genisoimage iproute2 ca-certificates nodejs \
+      qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils genisoimage iproute2 ca-certificates nodejs \
  && rm -rf /var/lib/apt/lists/* \
+ && rm -f /usr/share/AAVMF/AAVMF_CODE.secboot*.fd /usr/share/AAVMF/AAVMF_CODE.ms.fd /usr/share/AAVMF/AAVMF_CODE.snakeoil.fd \
+          /usr/share/AAVMF/AAVMF_VARS.ms.fd /usr/share/AAVMF/AAVMF_VARS.snakeoil.fd /usr/bin/qemu-system-arm \
+ && test -f "$(readlink -f /usr/share/AAVMF/AAVMF_CODE.fd)" && test -f /usr/share/AAVMF/AAVMF_VARS.fd \
  && mkdir -p /var/lib/devmachines /images
 
 COPY --from=build /prod/node_modules /opt/devmachines/node_modules

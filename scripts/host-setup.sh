@@ -12,6 +12,7 @@ PACKAGES=(
   debootstrap                       # building the base image and the guest offline
   chromium                          # the consoles' browser tests (driven by playwright-core)
   fdisk grub-pc-bin grub2-common e2fsprogs dosfstools  # partitioning and booting the guest disk
+  qemu-user-static binfmt-support mtools  # the arm64 guest: foreign debootstrap, its EFI partition
   ca-certificates
 )
 
@@ -33,6 +34,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q "${missing[@]}"
 else
   log "Debian packages already installed"
+fi
+
+# The arm64 guest's build runs arm64 programs through binfmt_misc and qemu-user-static. The
+# package registers them, but only where binfmt_misc is mounted (a container or a minimal VM
+# may not have it mounted at install time): mount it and enable the registration.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || log "warning: cannot mount binfmt_misc: the arm64 guest cannot be built here"
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  update-binfmts --enable qemu-aarch64 || log "warning: could not register qemu-aarch64 with binfmt_misc"
+fi
+if grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+  log "binfmt_misc runs arm64 programs (qemu-aarch64)"
 fi
 
 # Node.js 20 or newer runs the launcher, the tests and the Pulumi components. Debian 13 ships 20;

@@ -7,10 +7,13 @@
  *   runtime  devmachines/runtime:latest from ./Dockerfile
  *   disk     .cache/images/debian-13.qcow2 from images/debian/build.sh (it caches itself)
  *   machine  devmachines/debian:13 (+ :latest) from images/debian/Dockerfile
+ * With --arch aarch64 the disk and machine steps build the arm64 guest instead:
+ * .cache/images/debian-arm64-13.qcow2 (build.sh --arch arm64) and devmachines/debian-arm64:13.
  *
- * Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--guest-disk FILE] [--if-docker]
+ * Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--arch ARCH[,ARCH]] [--guest-disk FILE] [--if-docker]
  *   --force            rebuild the selected steps even when they look current
  *   --only STEPS       run only these steps (e.g. --only runtime, --only runtime,machine)
+ *   --arch ARCHES      guests to build: x86_64 (the default), aarch64, or both comma-separated
  *   --guest-disk FILE  use this qcow2 for the machine image instead of building one (skips disk)
  * Env: DEVMACHINES_DOCKER=PATH   docker client to use; DEVMACHINES_BUILDKIT=0 forces the classic builder
  *      DEVMACHINES_IMAGE_TAG=T   tag the images devmachines/runtime:T and devmachines/debian:T only
@@ -33,9 +36,36 @@ const BASE_IMAGE = "debian:trixie-slim";
  */
 const IMAGE_TAG = process.env.DEVMACHINES_IMAGE_TAG;
 const RUNTIME_IMAGE = `devmachines/runtime:${IMAGE_TAG ?? "latest"}`;
-const MACHINE_TAGS = IMAGE_TAG ? [`devmachines/debian:${IMAGE_TAG}`] : ["devmachines/debian:13", "devmachines/debian:latest"];
-const GUEST_DISK = join(ROOT, ".cache/images/debian-13.qcow2");
-const MACHINE_CONTEXT = join(ROOT, ".cache/machine-context/debian-13");
+
+/** One guest architecture's disk and machine image. */
+interface Guest {
+  /** The launcher's ARCH (uname -m). */
+  arch: string;
+  /** Debian's name for it (build.sh --arch). */
+  debianArch: string;
+  disk: string;
+  tags: string[];
+  context: string;
+  title: string;
+}
+const GUESTS: Record<string, Guest> = {
+  x86_64: {
+    arch: "x86_64",
+    debianArch: "amd64",
+    disk: join(ROOT, ".cache/images/debian-13.qcow2"),
+    tags: IMAGE_TAG ? [`devmachines/debian:${IMAGE_TAG}`] : ["devmachines/debian:13", "devmachines/debian:latest"],
+    context: join(ROOT, ".cache/machine-context/debian-13"),
+    title: "DevMachines Debian 13",
+  },
+  aarch64: {
+    arch: "aarch64",
+    debianArch: "arm64",
+    disk: join(ROOT, ".cache/images/debian-arm64-13.qcow2"),
+    tags: [`devmachines/debian-arm64:${IMAGE_TAG ?? "13"}`],
+    context: join(ROOT, ".cache/machine-context/debian-arm64-13"),
+    title: "DevMachines Debian 13 (arm64)",
+  },
+};
 const INPUTS_LABEL = "io.devmachines.inputs";
 /** Host CAs (Debian convention) handed to the runtime build stage so npm works behind a TLS proxy. */
 const HOST_CA_DIR = "/usr/local/share/ca-certificates";
@@ -67,12 +97,14 @@ interface Options {
   force: boolean;
   only: Set<Step>;
   guestDisk: string | undefined;
+  /** The guests whose disk and machine image to build (--arch). */
+  guests: Guest[];
   /** Without a Docker Engine, say so and succeed (npm test: the end-to-end tests then skip or fail loudly themselves). */
   ifDocker: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { force: false, only: new Set(STEPS), guestDisk: undefined, ifDocker: false };
+  const opts: Options = { force: false, only: new Set(STEPS), guestDisk: undefined, guests: [GUESTS.x86_64!], ifDocker: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
@@ -98,6 +130,15 @@ function parseArgs(argv: string[]): Options {
       case "--guest-disk":
         opts.guestDisk = value();
         break;
+      case "--arch": {
+        const names = value().split(",").map((s) => s.trim()).filter(Boolean);
+        const unknown = names.filter((name) => !GUESTS[name]);
+        if (unknown.length > 0 || names.length === 0) {
+          throw new UsageError(`--arch: unknown architecture "${unknown.join(",")}" (one or more of: ${Object.keys(GUESTS).join(", ")})`);
+        }
+        opts.guests = [...new Set(names)].map((name) => GUESTS[name]!);
+        break;
+      }
       case "--if-docker":
         opts.ifDocker = true;
         break;
@@ -113,10 +154,11 @@ function parseArgs(argv: string[]): Options {
 }
 
 function printHelp(): void {
-  console.log(`Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--guest-disk FILE]
+  console.log(`Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--arch ARCH[,ARCH]] [--guest-disk FILE]
 Steps, in order: ${STEPS.join(", ")}
   --force            rebuild the selected steps even when they look current
   --only STEPS       run only these steps, e.g. --only runtime
+  --arch ARCHES      guests (disk + machine image): x86_64 (default), aarch64 (devmachines/debian-arm64), or both
   --if-docker        without a Docker Engine, say so and exit 0 instead of failing
   --guest-disk FILE  build the machine image from this qcow2 (skips the disk step)
 Env: DEVMACHINES_DOCKER=PATH (docker client), DEVMACHINES_BUILDKIT=0 (classic builder),
@@ -137,8 +179,8 @@ interface StepResult {
 }
 const results: StepResult[] = [];
 
-async function runStep(step: Step, index: number, title: string, fn: () => Promise<{ built: boolean; note: string }>): Promise<void> {
-  log(`==> [${index}/${STEPS.length}] ${step}: ${title}`);
+async function runStep(step: Step, index: number, total: number, title: string, fn: () => Promise<{ built: boolean; note: string }>): Promise<void> {
+  log(`==> [${index}/${total}] ${step}: ${title}`);
   const start = Date.now();
   try {
     const { built, note } = await fn();
@@ -302,18 +344,18 @@ async function stepRuntime(d: Docker, o: Options): Promise<{ built: boolean; not
   return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, RUNTIME_IMAGE)}` };
 }
 
-async function stepDisk(o: Options): Promise<{ built: boolean; note: string }> {
+async function stepDisk(o: Options, g: Guest): Promise<{ built: boolean; note: string }> {
   const script = join(ROOT, "images/debian/build.sh");
   if (!existsSync(script)) {
-    if (existsSync(GUEST_DISK)) return { built: false, note: "no build.sh; using the existing disk" };
-    throw new BuildError(`${script} is missing and there is no ${relative(ROOT, GUEST_DISK)}`);
+    if (existsSync(g.disk)) return { built: false, note: "no build.sh; using the existing disk" };
+    throw new BuildError(`${script} is missing and there is no ${relative(ROOT, g.disk)}`);
   }
-  const before = await stamp(GUEST_DISK);
+  const before = await stamp(g.disk);
   // build.sh keeps its own stamp and says "up to date" quickly when nothing changed.
-  await execa("bash", [script, ...(o.force ? ["--force"] : [])], { cwd: ROOT, stdio: "inherit" });
-  const after = await stamp(GUEST_DISK);
-  if (!after) throw new BuildError(`${script} finished but ${relative(ROOT, GUEST_DISK)} does not exist`);
-  return { built: before !== after, note: relative(ROOT, GUEST_DISK) };
+  await execa("bash", [script, "--arch", g.debianArch, ...(o.force ? ["--force"] : [])], { cwd: ROOT, stdio: "inherit" });
+  const after = await stamp(g.disk);
+  if (!after) throw new BuildError(`${script} finished but ${relative(ROOT, g.disk)} does not exist`);
+  return { built: before !== after, note: relative(ROOT, g.disk) };
 }
 
 /** Cheap identity of a multi-GB file: its size, mtime and build.sh's input stamp beside it. */
@@ -324,13 +366,15 @@ async function stamp(file: string): Promise<string | undefined> {
   return `${st.size}:${st.mtimeMs}:${inputStamp.trim()}`;
 }
 
-async function stepMachine(d: Docker, o: Options): Promise<{ built: boolean; note: string }> {
-  const disk = o.guestDisk ?? GUEST_DISK;
+async function stepMachine(d: Docker, o: Options, g: Guest): Promise<{ built: boolean; note: string }> {
+  const MACHINE_TAGS = g.tags;
+  const MACHINE_CONTEXT = g.context;
+  const disk = o.guestDisk ?? g.disk;
   const diskStamp = await stamp(disk);
   if (!diskStamp) throw new BuildError(`guest disk ${disk} is missing: run \`npm run images -- --only disk\` first`);
   const runtimeId = await imageId(d, RUNTIME_IMAGE);
   if (!runtimeId) throw new BuildError(`${RUNTIME_IMAGE} is missing: run \`npm run images -- --only runtime\` first`);
-  const hash = await hashInputs(["images/debian/Dockerfile"], [`runtime=${runtimeId}`, `disk=${diskStamp}`]);
+  const hash = await hashInputs(["images/debian/Dockerfile"], [`runtime=${runtimeId}`, `disk=${diskStamp}`, `arch=${g.arch}`]);
   const current = await Promise.all(MACHINE_TAGS.map((t) => imageInputs(d, t)));
   if (!o.force && current.every((h) => h === hash)) {
     return { built: false, note: `inputs ${hash.slice(0, 12)} unchanged, ${await imageSize(d, MACHINE_TAGS[0]!)}` };
@@ -354,6 +398,8 @@ async function stepMachine(d: Docker, o: Options): Promise<{ built: boolean; not
       ...tags,
       "--label", `${INPUTS_LABEL}=${hash}`,
       "--build-arg", `RUNTIME_IMAGE=${RUNTIME_IMAGE}`,
+      "--build-arg", `GUEST_ARCH=${g.arch}`,
+      "--build-arg", `GUEST_NAME=${g.title}`,
       MACHINE_CONTEXT,
     ]);
   } finally {
@@ -386,15 +432,18 @@ async function main(): Promise<void> {
   }
   log(`steps: ${STEPS.filter((s) => o.only.has(s)).join(", ")}${o.force ? " (forced)" : ""}`);
 
+  if (o.guestDisk && o.guests.length > 1) throw new UsageError("--guest-disk is one disk: give it with one --arch");
   const plan: [Step, string, () => Promise<{ built: boolean; note: string }>][] = [
     ["base", `base image ${BASE_IMAGE}`, () => stepBase(d, o)],
     ["build", "compile the launcher (type check before docker)", () => stepBuild()],
     ["runtime", `runtime image ${RUNTIME_IMAGE}`, () => stepRuntime(d, o)],
-    ["disk", "guest disk .cache/images/debian-13.qcow2", () => stepDisk(o)],
-    ["machine", `machine image ${MACHINE_TAGS.join(", ")}`, () => stepMachine(d, o)],
+    ...o.guests.flatMap((g): typeof plan => [
+      ["disk", `guest disk ${relative(ROOT, g.disk)} (${g.arch})`, () => stepDisk(o, g)],
+      ["machine", `machine image ${g.tags.join(", ")}`, () => stepMachine(d, o, g)],
+    ]),
   ];
   for (const [i, [step, title, fn]] of plan.entries()) {
-    if (o.only.has(step)) await runStep(step, i + 1, title, fn);
+    if (o.only.has(step)) await runStep(step, i + 1, plan.length, title, fn);
   }
 }
 

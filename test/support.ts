@@ -28,32 +28,41 @@ export const REQUIRED = E2E_REQUIRED;
 /** A guest boot under TCG on two loaded cores can take a few minutes. */
 export const BOOT_TIMEOUT_MS = 8 * 60_000;
 
-let availability: Promise<string | undefined> | undefined;
+/** The arm64 machine image (`npm run images -- --arch aarch64`), DEVMACHINES_IMAGE_TAG aware. */
+export const ARM_MACHINE_IMAGE =
+  process.env.DEVMACHINES_E2E_ARM_IMAGE ?? `devmachines/debian-arm64:${process.env.DEVMACHINES_IMAGE_TAG ?? "13"}`;
+
+const availability = new Map<string, Promise<string | undefined>>();
 
 /** What end-to-end tests lack here ("no ..."), or undefined when they can run. */
-function unavailableReason(): Promise<string | undefined> {
-  availability ??= (async () => {
-    try {
-      await docker(["info", "--format", "{{.ServerVersion}}"]);
-    } catch (error) {
-      return `no Docker Engine that answers (${(error as Error).message.split("\n")[0]}); run scripts/host-setup.sh as root`;
-    }
-    try {
-      await docker(["image", "inspect", "--format", "{{.Id}}", MACHINE_IMAGE]);
-    } catch {
-      return `no machine image ${MACHINE_IMAGE}; build it with npm run images`;
-    }
-    return undefined;
-  })();
-  return availability;
+function unavailableReason(image: string): Promise<string | undefined> {
+  let reason = availability.get(image);
+  if (!reason) {
+    reason = (async () => {
+      try {
+        await docker(["info", "--format", "{{.ServerVersion}}"]);
+      } catch (error) {
+        return `no Docker Engine that answers (${(error as Error).message.split("\n")[0]}); run scripts/host-setup.sh as root`;
+      }
+      try {
+        await docker(["image", "inspect", "--format", "{{.Id}}", image]);
+      } catch {
+        return `no machine image ${image}; build it with npm run images${image === ARM_MACHINE_IMAGE ? " -- --arch aarch64" : ""}`;
+      }
+      return undefined;
+    })();
+    availability.set(image, reason);
+  }
+  return reason;
 }
 
 /**
  * Call first in every end-to-end test: returns false (after a loud skip) when
  * the test cannot run here, and throws when DEVMACHINES_E2E=required.
+ * `image` is the machine image the test runs (default: the x86_64 one).
  */
-export async function e2eAvailable(t: TestContext): Promise<boolean> {
-  const reason = await unavailableReason();
+export async function e2eAvailable(t: TestContext, image: string = MACHINE_IMAGE): Promise<boolean> {
+  const reason = await unavailableReason(image);
   if (!reason) return true;
   skipLoudly(t, reason, REQUIRED);
   return false;

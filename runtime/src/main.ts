@@ -26,7 +26,9 @@ import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { withDockerUpstream } from "./network/resolverProbe.js";
 import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import type { HostIdentity } from "./plan/accel.js";
-import { QEMU_BINARY, runPaths } from "./plan/qemu.js";
+import { runPaths } from "./plan/qemu.js";
+import { planArch } from "./plan/arch.js";
+import { ensureEfiVars, readArchFacts } from "./apply/arch.js";
 import { checkHealth, missingStage, waitForSsh, watchSsh, writeState, type BootProgress } from "./supervise/readiness.js";
 import { isGuestText, superviseQemu, type QemuSupervisor } from "./supervise/supervisor.js";
 import { discoverLocations } from "./locations/discover.js";
@@ -66,18 +68,21 @@ async function locate(config: LauncherConfig): Promise<LocationPlan> {
 
 async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity; salt: SaltKey }> {
   const disksDir = locations.disksDir.path;
+  // The architecture first: it names the QEMU binary, and a guest of another architecture
+  // than the host's has no KVM to probe. A mismatch with ARCH stops here, before any change.
+  const arch = planArch(config.arch, await readArchFacts(locations.baseImage.path), disksDir);
   const [discovered, disk, accel, salt, savedFacts] = await Promise.all([
     discoverNetwork(),
     readDiskFacts(locations.baseImage.path, disksDir),
-    discoverAccel(config.accel, disksDir, QEMU_BINARY),
+    discoverAccel(arch.kvmPossible ? config.accel : "tcg", disksDir, arch.binary),
     readSaltKey(disksDir),
     // Read before anything of this start touches the disk: its stamp must be QEMU's of the save.
     readSavedState(suspendPaths(disksDir), join(disksDir, OVERLAY_NAME)),
   ]);
   const stateThere = savedFacts.stateBytes !== undefined || savedFacts.meta !== undefined || savedFacts.metaProblem !== undefined;
-  const saved = stateThere ? { facts: savedFacts, qemu: (accel.host ?? (await readHostIdentity(QEMU_BINARY))).qemu } : undefined;
+  const saved = stateThere ? { facts: savedFacts, qemu: (accel.host ?? (await readHostIdentity(arch.binary))).qemu } : undefined;
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }) }, locations, RUN_DIR);
+  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }) }, locations, RUN_DIR, arch);
   // QEMU replaces whatever file is at a VNC socket's path: refused before anything is made.
   await checkVncSocket(plan.vnc);
   return { plan, host: accel.host, salt };
@@ -107,6 +112,7 @@ async function run(): Promise<ExitCodeValue> {
   for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings]) {
     log(`warning: ${warning}`);
   }
+  log(`architecture: ${plan.arch.arch} (${plan.arch.reason}); ${plan.arch.binary} -machine ${plan.arch.machine}`);
   log(`accelerator: ${plan.accel.first.toUpperCase()} (${plan.accel.reason})`);
   if (plan.accel.warning) log(`warning: ${plan.accel.warning}`);
 
@@ -152,6 +158,11 @@ async function run(): Promise<ExitCodeValue> {
       if (repaired) log(`disk: ${repaired}`);
     }
     await applyDisk(plan.disk);
+    if (plan.arch.firmware) {
+      // A new disk gets a new variable store: boot entries belong to the disk they point into.
+      const vars = await ensureEfiVars(plan.arch.firmware, plan.disk.action === "create");
+      log(`firmware: UEFI ${plan.arch.firmware.code}, variable store ${plan.arch.firmware.vars} (${vars})`);
+    }
     await writeState(plan.paths.state, { phase: "booting", ssh });
     const started = Date.now();
     const seconds = () => ((Date.now() - started) / 1000).toFixed(0);
@@ -171,7 +182,7 @@ async function run(): Promise<ExitCodeValue> {
       let activeSupervisor: QemuSupervisor | undefined;
       const code = await superviseQemu(
         {
-          binary: QEMU_BINARY,
+          binary: plan.arch.binary,
           argsFor: plan.argsFor,
           accel: plan.accel,
           readyMarker: plan.readyMarker,
@@ -183,7 +194,7 @@ async function run(): Promise<ExitCodeValue> {
           onSerialData: consoles.onSerialData,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
-            const error = await rememberKvmFailure(kvmVerdictPath(plan.locations.disksDir.path), host ?? (await readHostIdentity(QEMU_BINARY)), reason);
+            const error = await rememberKvmFailure(kvmVerdictPath(plan.locations.disksDir.path), host ?? (await readHostIdentity(plan.arch.binary)), reason);
             if (error) throw error;
             log(`remembered in ${kvmVerdictPath(plan.locations.disksDir.path)}: the next start on this host uses TCG at once (delete the file to try KVM again)`);
           },
@@ -244,7 +255,7 @@ async function finishSuspend(plan: LaunchPlan, supervisor: QemuSupervisor | unde
     return;
   }
   const started = Date.now();
-  const qemu = (await readHostIdentity(QEMU_BINARY)).qemu;
+  const qemu = (await readHostIdentity(plan.arch.binary)).qemu;
   const meta = await completeSave(paths, plan.disk.overlayPath, { qemu, accel: supervisor.accel, machineHash: plan.suspend.machineHashFor(supervisor.accel) }).catch(
     async (error: Error) => {
       log(`error: the saved state could not be put in place (${error.message}); the next start boots the guest from its disk`);

@@ -38,6 +38,16 @@ export const OnStop = {
 /** What stopping the container does to the guest (ON_STOP). */
 export type OnStop = (typeof OnStop)[keyof typeof OnStop];
 
+/** The guest's CPU architecture (`uname -m` names). */
+export const Arch = {
+  /** 64-bit x86 (the default): `devmachines/debian:13`, QEMU's q35 machine, KVM on x86_64 hosts. */
+  x86_64: "x86_64",
+  /** 64-bit ARM: `devmachines/debian-arm64:13`, QEMU's virt machine with UEFI; TCG on x86_64 hosts, KVM on arm64 ones. */
+  aarch64: "aarch64",
+} as const;
+/** The guest's CPU architecture (`uname -m` names). */
+export type Arch = (typeof Arch)[keyof typeof Arch];
+
 /** Transport protocol of a forwarded port. */
 export const Protocol = {
   tcp: "tcp",
@@ -121,8 +131,18 @@ export interface MachineSettingsArgs {
   sshPort?: pulumi.Input<number>;
   /** Host address to publish the guest's SSH (and `ports` without `hostIp`) on. Default every address; `127.0.0.1` keeps it local. */
   sshHostIp?: pulumi.Input<string>;
-  /** The machine image. Default `devmachines/debian:13`. Any image built on `devmachines/runtime` works. */
+  /**
+   * The machine image. Default `devmachines/debian:13`, or `devmachines/debian-arm64:13` when
+   * `arch` is `aarch64`. Any image built on `devmachines/runtime` works.
+   */
   image?: pulumi.Input<string>;
+  /**
+   * The guest's architecture (`ARCH`): `x86_64` or `aarch64`. Default: the image's own (its
+   * disk says which), x86_64 for an image that does not say. Given, it also picks the default
+   * `image`, and the container refuses to start (exit 2) when the image is of another
+   * architecture. An aarch64 guest on an x86_64 Docker host runs under TCG (software emulation).
+   */
+  arch?: pulumi.Input<Arch>;
   /** Keep the VM's disk in a Docker volume that outlives the container. Default true. */
   persistent?: boolean;
   /** Keep the disk volume when the stack is destroyed (Pulumi `retainOnDelete`). Default false. */

@@ -15,6 +15,8 @@ import { DEFAULTS as RUNTIME } from "@devmachines/runtime/config";
 import type { Accel, MachineSettingsArgs, NetworkMode, RestartPolicy } from "./args.js";
 
 export const DEFAULT_IMAGE = "devmachines/debian:13";
+/** The default image per `arch`: the Debian 13 machine image built for it (`npm run images -- --arch ...`). */
+export const DEFAULT_IMAGES = { x86_64: DEFAULT_IMAGE, aarch64: "devmachines/debian-arm64:13" } as const;
 /** Where the image keeps the VM's disks; the volume is mounted here (the runtime's DISKS_DIR default). */
 export const DISKS_DIR: string = RUNTIME.disksDir;
 /** Where the component uploads secrets; the launcher reads them through *_FILE variables. */

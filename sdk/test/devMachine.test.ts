@@ -282,3 +282,25 @@ test("bad-inputs 3/7: a multi-line key or a YAML alias bomb in userData throws D
     );
   }
 });
+
+test("arch: aarch64 picks devmachines/debian-arm64:13 and sets ARCH; a given image is kept and ARCH still checks it; a bad arch names the argument", async () => {
+  await value(new DevMachine("armbox", { sshKeys: [KEY], arch: "aarch64" }).containerId);
+  const [arm] = resourcesOf(CONTAINER, "armbox");
+  assert.ok(arm);
+  assert.equal(arm.inputs.image, "devmachines/debian-arm64:13");
+  assert.ok((arm.inputs.envs as string[]).includes("ARCH=aarch64"));
+
+  await value(new DevMachine("armown", { sshKeys: [KEY], arch: "aarch64", image: "registry.example/arm:1" }).containerId);
+  const [own] = resourcesOf(CONTAINER, "armown");
+  assert.equal(own?.inputs.image, "registry.example/arm:1", "a given image wins; the launcher checks it against ARCH");
+
+  await value(new DevMachine("plain", { sshKeys: [KEY] }).containerId);
+  const [plain] = resourcesOf(CONTAINER, "plain");
+  assert.equal(plain?.inputs.image, "devmachines/debian:13");
+  assert.ok(!(plain?.inputs.envs as string[]).some((e) => e.startsWith("ARCH=")), "unset: the launcher follows the image");
+
+  assert.throws(
+    () => containerSpec("bad", { sshKeys: [KEY], arch: "riscv64" as "aarch64" }),
+    (error: unknown) => error instanceof DevMachineConfigError && /arch/.test(error.message) && /ARCH/.test(error.message) && /x86_64 or aarch64/.test(error.message),
+  );
+});

@@ -11,6 +11,7 @@ import { parsePortList } from "./ports.js";
 import { sshKeyProblem } from "./sshKeys.js";
 import { parseVnc } from "./vnc.js";
 import { formatBytes, MiB, parseRamInBytes, PiB, TiB } from "./units.js";
+import { ARCHES, normaliseArch } from "../plan/arch.js";
 
 export const MIN_MEMORY_BYTES = 128 * MiB;
 
@@ -131,6 +132,19 @@ export const accelField = z.enum(["auto", "kvm", "tcg"], { message: "must be aut
 
 /** ON_STOP: what SIGTERM (docker stop) does to the guest. */
 export const onStopField = z.enum(["poweroff", "suspend"], { message: "must be poweroff or suspend" });
+
+/** ARCH: the guest's architecture, uname -m names; Debian's amd64/arm64 are accepted too. */
+export const archField = z
+  .string()
+  .trim()
+  .transform((text, ctx) => {
+    const arch = normaliseArch(text);
+    if (!arch) {
+      ctx.addIssue({ code: "custom", message: `must be ${ARCHES.join(" or ")} (or amd64, arm64); other architectures (riscv64) are not supported yet` });
+      return z.NEVER;
+    }
+    return arch;
+  });
 
 export const portsField = z.string().transform((text, ctx) => {
   const { forwards, problems } = parsePortList(text);

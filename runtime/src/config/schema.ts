@@ -5,8 +5,10 @@
  */
 import { hostname as osHostname } from "node:os";
 import { z } from "zod";
+import type { Arch } from "../plan/arch.js";
 import {
   accelField,
+  archField,
   booleanField,
   dnsField,
   cpuField,
@@ -53,6 +55,8 @@ export interface LauncherConfig {
   /** Resolvers for the guest instead of the ones discovered from the container (empty: discovered). */
   dns: string[];
   accel: "auto" | "kvm" | "tcg";
+  /** ARCH when set; otherwise the base image's own (plan/arch.ts), else x86_64. */
+  arch?: Arch;
   userData?: UserData;
   hostname: string;
   /** BASE_IMAGE when set; otherwise chosen at start from the mounts (locations/plan.ts). */
@@ -149,6 +153,7 @@ const envSchema = z.object({
   CONSOLE_TOKEN: consoleTokenField.optional(),
   DNS: dnsField.optional(),
   ACCEL: accelField.default(DEFAULTS.accel),
+  ARCH: archField.optional(),
   HOSTNAME: hostnameField.optional(),
   BASE_IMAGE: hostPathField.optional(),
   DISKS_DIR: hostPathField.optional(),
@@ -227,6 +232,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     CONSOLE_TOKEN: consoleToken,
     DNS: value("DNS"),
     ACCEL: value("ACCEL")?.toLowerCase(),
+    ARCH: value("ARCH"),
     HOSTNAME: value("HOSTNAME"),
     BASE_IMAGE: value("BASE_IMAGE"),
     DISKS_DIR: value("DISKS_DIR"),
@@ -394,6 +400,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       }),
       dns: env2.DNS ?? [],
       accel: env2.ACCEL,
+      ...(env2.ARCH !== undefined && { arch: env2.ARCH }),
       ...(userData !== undefined && { userData }),
       hostname: env2.HOSTNAME ?? osHostname(),
       ...(env2.BASE_IMAGE !== undefined && { baseImage: env2.BASE_IMAGE }),

@@ -82,13 +82,27 @@ export function hostChanges(was: HostIdentity, now: HostIdentity): string[] {
 
 const RETRY_HINT = "delete that file or start once with ACCEL=kvm to try KVM again";
 
+/** A guest of another architecture than the host's: KVM cannot run it at all. */
+export interface ForeignGuest {
+  guest: string;
+  host: string;
+}
+
 /**
  * Decides the accelerator.
  *
  * @throws LauncherError(ExitCode.Host) when ACCEL=kvm and KVM is not usable.
+ * @throws LauncherError(ExitCode.Config) when ACCEL=kvm for a guest of another architecture.
  */
-export function planAccel(mode: AccelMode, facts: AccelFacts): AccelPlan {
+export function planAccel(mode: AccelMode, facts: AccelFacts, foreign?: ForeignGuest): AccelPlan {
   if (mode === "tcg") return { requested: mode, first: "tcg", reason: "ACCEL=tcg" };
+  if (foreign) {
+    const why = `the guest is ${foreign.guest} and this host is ${foreign.host}: KVM runs guests of the host's own architecture only`;
+    if (mode === "kvm") {
+      throw new LauncherError(`ACCEL=kvm is impossible here: ${why}. Set ACCEL=auto or ACCEL=tcg (software emulation), or run the machine on a ${foreign.guest} host`, ExitCode.Config);
+    }
+    return { requested: mode, first: "tcg", reason: why, warning: `${why}; running under TCG software emulation, which is much slower` };
+  }
   const kvm = facts.kvm ?? { usable: false, reason: "KVM was not probed" };
   if (!kvm.usable) {
     if (mode === "kvm") {

@@ -4,9 +4,10 @@ import type { LocationPlan } from "../locations/plan.js";
 import type { ContainerNetwork } from "../network/discover.js";
 import { planNetwork, type NetworkPlan } from "../network/plan.js";
 import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
+import { planArch, type ArchPlan } from "./arch.js";
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
-import { planVnc, QEMU_BINARY, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
+import { planVnc, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
 import type { VncSpec } from "../config/vnc.js";
 import { machineHash, planResume, suspendPaths, type ResumePlan, type SavedStateFacts, type SuspendPaths } from "./suspend.js";
 
@@ -29,6 +30,8 @@ export interface LaunchPlan {
   accel: AccelPlan;
   /** The raw VNC server (VNC, or the upstream layout's /socks/vnc.sock); the console's own is in `paths`. */
   vnc?: VncSpec;
+  /** The guest's architecture, and the machine, QEMU binary and firmware that go with it. */
+  arch: ArchPlan;
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
   suspend: SuspendPlan;
@@ -48,10 +51,19 @@ export interface LaunchFacts {
 
 /**
  * `locations` is decided first (planLocations), since the disk facts are read from the paths
- * it chose; `runDir` holds the run's files, its sockets go where `locations` says.
+ * it chose, and `arch` (planArch) next, since the accelerator's facts depend on it (an x86_64
+ * guest on an x86_64 host when not given); `runDir` holds the run's files, its sockets go where
+ * `locations` says.
  */
-export function planLaunch(config: LauncherConfig, facts: LaunchFacts, locations: LocationPlan, runDir: string): LaunchPlan {
-  const accel = planAccel(config.accel, facts.accel);
+export function planLaunch(
+  config: LauncherConfig,
+  facts: LaunchFacts,
+  locations: LocationPlan,
+  runDir: string,
+  arch: ArchPlan = planArch(undefined, { host: "x86_64" }, locations.disksDir.path),
+): LaunchPlan {
+  const foreign = arch.kvmPossible ? undefined : { guest: arch.arch, host: arch.host };
+  const accel = planAccel(config.accel, facts.accel, foreign);
   const paths = runPaths(runDir, locations.socketsDir.path);
   const network = planNetwork(config, facts.network);
   const disk = planDisk(
@@ -60,7 +72,7 @@ export function planLaunch(config: LauncherConfig, facts: LaunchFacts, locations
   );
   const cloudInit = planCloudInit(config, network.networkConfig, facts.saltKey);
   const vnc = planVnc(config.vnc, locations.vncSocket);
-  const input = { config: { ...config, ...(vnc && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths };
+  const input = { config: { ...config, ...(vnc && { vnc }) }, overlayPath: disk.overlayPath, networkArgs: network.qemuArgs, paths, machine: arch };
   const argsFor = (which: Accel) => qemuArgs(input, which);
   const machineHashFor = (which: Accel) => machineHash(argsFor(which), [paths.dir, locations.socketsDir.path], cloudInit.instanceId);
   const savedPaths = suspendPaths(locations.disksDir.path);
@@ -68,14 +80,15 @@ export function planLaunch(config: LauncherConfig, facts: LaunchFacts, locations
     ? planResume(facts.saved.facts, { qemu: facts.saved.qemu, accel: accel.first, machineHash: machineHashFor(accel.first), diskAction: disk.action }, savedPaths)
     : { action: "none", reason: "no saved state: the guest boots" };
   const suspend: SuspendPlan = { onStop: config.onStop, paths: savedPaths, resume, machineHashFor };
-  return { locations, disk, network, cloudInit, paths, accel, ...(vnc && { vnc }), readyMarker: READY_MARKER, suspend, argsFor };
+  return { locations, disk, network, cloudInit, paths, accel, arch, ...(vnc && { vnc }), readyMarker: READY_MARKER, suspend, argsFor };
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
 export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
   const { warning, ...accel } = plan.accel;
   return {
-    qemu: { binary: QEMU_BINARY, args: plan.argsFor(accel.first) },
+    qemu: { binary: plan.arch.binary, args: plan.argsFor(accel.first) },
+    arch: { arch: plan.arch.arch, reason: plan.arch.reason, host: plan.arch.host, kvmPossible: plan.arch.kvmPossible, ...(plan.arch.firmware && { firmware: plan.arch.firmware }) },
     locations: plan.locations,
     cloudInit: { metaData: plan.cloudInit.metaData, userData: plan.cloudInit.userData, networkConfig: plan.cloudInit.networkConfig },
     disk: plan.disk,

@@ -3,6 +3,7 @@ import type { LauncherConfig } from "../config/schema.js";
 import { MiB } from "../config/units.js";
 import { vncArgument, type VncSpec } from "../config/vnc.js";
 import { accelArgs, type Accel } from "./accel.js";
+import { machineFor, type MachinePlan } from "./arch.js";
 
 /** Files of one run of the launcher (not persistent: a tmpfs or the container's layer). */
 export interface RunPaths {
@@ -35,24 +36,35 @@ export interface QemuPlanInput {
   overlayPath: string;
   networkArgs: string[];
   paths: RunPaths;
+  /** The emulated machine (plan/arch.ts); x86_64's q35 when absent. */
+  machine?: MachinePlan;
 }
 
+/** The x86_64 machine's QEMU; the plan names the binary of the guest's architecture. */
 export const QEMU_BINARY = "qemu-system-x86_64";
 
 /** The argv for one accelerator; ACCEL=auto may call this twice (KVM, then TCG). */
 export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
   const { config, paths } = input;
+  const machine = input.machine ?? machineFor("x86_64", "");
   const memoryMiB = Math.max(1, Math.floor(config.memoryBytes / MiB));
+  const firmware = machine.firmware;
   return [
     "-name", `guest=${config.hostname.replace(/,/g, ",,")}`,
-    "-machine", "q35",
+    "-machine", machine.machine,
     ...accelArgs(accel),
-    // "host" passes the real CPU through under KVM; TCG emulates the richest model it can.
-    "-cpu", accel === "kvm" ? "host" : "max",
+    "-cpu", machine.cpu[accel],
     "-smp", String(config.cpu),
     "-m", `${memoryMiB}M`,
     "-nodefaults",
     "-no-user-config",
+    // UEFI (aarch64): the firmware's code read-only, its variable store writable and the machine's own.
+    ...(firmware
+      ? [
+          "-drive", `if=pflash,unit=0,format=raw,readonly=on,file=${escapeOption(firmware.code)}`,
+          "-drive", `if=pflash,unit=1,format=raw,file=${escapeOption(firmware.vars)}`,
+        ]
+      : []),
     "-drive", `file=${escapeOption(input.overlayPath)},if=none,id=disk0,format=qcow2,discard=unmap,detect-zeroes=unmap`,
     "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
     "-drive", `file=${escapeOption(paths.seedIso)},if=none,id=seed0,format=raw,readonly=on`,
@@ -67,7 +79,7 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
     // The guest's serial console is QEMU's stdout, which the launcher forwards to `docker logs`.
     "-serial", "stdio",
     "-monitor", "none",
-    ...displayArgs(config, paths),
+    ...displayArgs(config, paths, machine.displayDevices),
   ];
 }
 
@@ -82,17 +94,17 @@ export function planVnc(vnc: VncSpec | undefined, upstreamSocket: string | undef
 }
 
 /**
- * A VGA card once any VNC server is asked for: the raw one (planVnc), and the browser console's
+ * A display (q35: a VGA card) once any VNC server is asked for: the raw one (planVnc), and the browser console's
  * on a Unix socket only the launcher reaches (QEMU runs several VNC servers given distinct ids).
  * Every argument is rebuilt from a checked form, never passed through from the environment.
  */
-function displayArgs(config: QemuPlanInput["config"], paths: RunPaths): string[] {
+function displayArgs(config: QemuPlanInput["config"], paths: RunPaths, devices: string[]): string[] {
   const servers = [
     ...(config.vnc ? [vncArgument(config.vnc)] : []),
     ...(config.console ? [`unix:${escapeOption(paths.vncSocket)},id=devmachines-console`] : []),
   ];
   if (servers.length === 0) return ["-display", "none"];
-  return ["-device", "VGA", ...servers.flatMap((server) => ["-vnc", server])];
+  return [...devices, ...servers.flatMap((server) => ["-vnc", server])];
 }
 
 /** QEMU option values use "," as a separator; a literal comma is written twice. */

@@ -5,7 +5,7 @@
  * left and assembles them.
  */
 import { parseConfig, type ConfigIssue } from "@devmachines/runtime/config";
-import { DEFAULT_IMAGE, DEFAULTS, DISKS_DIR, GUEST_SSH_PORT, LABEL_PREFIX, UPSTREAM_LABEL, USER_DATA_PATH } from "../defaults.js";
+import { DEFAULT_IMAGES, DEFAULTS, DISKS_DIR, GUEST_SSH_PORT, LABEL_PREFIX, UPSTREAM_LABEL, USER_DATA_PATH } from "../defaults.js";
 import type { ContainerSpec, MachineSettings, SpecContext, SpecFile, SpecVolume } from "../description.js";
 import { consolesPart } from "./consoles.js";
 import { DevMachineConfigError } from "./errors.js";
@@ -47,6 +47,8 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     ...consoles.env,
     ...(settings.vnc !== undefined && { VNC: settings.vnc }),
     ...(settings.onStop !== undefined && { ON_STOP: settings.onStop }),
+    // Only when given: unset, the launcher follows the image's own architecture.
+    ...(settings.arch !== undefined && { ARCH: settings.arch }),
   };
   const files: SpecFile[] = [...users.files, ...consoles.files];
   if (settings.userData !== undefined) {
@@ -82,7 +84,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
 
   return {
     name: containerName,
-    image: settings.image ?? DEFAULT_IMAGE,
+    image: settings.image ?? DEFAULT_IMAGES[parsed.ok && parsed.config.arch ? parsed.config.arch : "x86_64"],
     hostname: env.HOSTNAME!,
     env,
     files,

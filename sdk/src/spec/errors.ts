@@ -24,6 +24,7 @@ const ARGUMENT_OF: Readonly<Record<string, keyof DevMachineArgs>> = {
   PORTS: "ports",
   VNC: "vnc",
   ACCEL: "accel",
+  ARCH: "arch",
   USER_DATA: "userData",
   USER_DATA_FILE: "userData",
   HOSTNAME: "hostname",

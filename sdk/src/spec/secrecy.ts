@@ -36,6 +36,8 @@ const REACHES = {
   hostname: ["env", "other"],
   vnc: ["env"],
   accel: ["env"],
+  // The ARCH variable, and the default image it picks.
+  arch: ["env", "other"],
   labels: ["other"],
   restart: ["other"],
   dockerNetwork: ["other"],
