@@ -11,7 +11,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { containerLogs, waitHealthy } from "../sdk/src/run.js";
 import {
-  BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, type KeyPair,
+  BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, waitForLog, type KeyPair,
 } from "./support.js";
 
 const exec = promisify(execFile);
@@ -201,13 +201,3 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
   });
 });
 
-/** Waits until the container's launcher log matches. */
-async function waitForLog(name: string, pattern: RegExp, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  for (;;) {
-    const { launcher } = await containerLogs(name);
-    if (pattern.test(launcher)) return;
-    if (Date.now() - started > timeoutMs) throw new Error(`${name}: no log line matching ${pattern} after ${timeoutMs / 1000} s; launcher log:\n${launcher.slice(-3000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}

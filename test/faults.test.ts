@@ -23,7 +23,7 @@ import { after, before, describe, test } from "node:test";
 import { containerLogs, waitHealthy, type DockerOptions } from "../sdk/src/run.js";
 import { SecondEngine } from "./secondEngine.js";
 import {
-  BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, type KeyPair,
+  BOOT_TIMEOUT_MS, docker, e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, progress, publishedPort, removeAll, ssh, waitForLog, type KeyPair,
 } from "./support.js";
 
 const exec = promisify(execFile);
@@ -83,19 +83,6 @@ async function checkOverlay(volume: string, when: string): Promise<void> {
   assert.equal(JSON.parse(out.slice(out.indexOf("{"))).corruptions ?? 0, 0);
 }
 
-/** Polls the container's output since `since` (RFC 3339) until `pattern` appears. */
-async function waitForLog(name: string, since: string, pattern: RegExp, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  for (;;) {
-    const { stdout, stderr } = await exec("docker", ["logs", "--since", since, name], { maxBuffer: 64 * 1024 * 1024 });
-    if (pattern.test(stdout) || pattern.test(stderr)) return;
-    const state = await docker(["inspect", "--format", "{{.State.Status}}", name]);
-    if (state !== "running") throw new Error(`${name} is ${state} while waiting for ${pattern}:\n${stderr.slice(-2000)}`);
-    if (Date.now() - started > timeoutMs) throw new Error(`${name}: no ${pattern} after ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}
-
 /** `docker start` an existing container; resolves with the time it started (for `logs --since`). */
 async function restart(name: string): Promise<string> {
   await docker(["start", name]);
@@ -140,7 +127,7 @@ describe("faults: nothing lost", { concurrency: 1 }, () => {
     // Mid-boot: start again and kill while the guest boots (its kernel is quiet on the console:
     // GRUB's line, then some seconds for the kernel and early user space to run and write).
     const since = await restart(name);
-    await waitForLog(name, since, /Booting `Debian|Cloud-init v\./, BOOT_TIMEOUT_MS);
+    await waitForLog(name, /Booting `Debian|Cloud-init v\./, BOOT_TIMEOUT_MS, since);
     await new Promise((resolve) => setTimeout(resolve, 15_000));
     await docker(["kill", name]);
     const midBoot = await exec("docker", ["logs", "--since", since, name]);
@@ -177,7 +164,7 @@ describe("faults: nothing lost", { concurrency: 1 }, () => {
 
     // A disk made by a real start, stopped (SIGKILL) as soon as QEMU runs: no full boot needed.
     await docker(["run", "-d", ...machineArgs(name, volume)]);
-    await waitForLog(name, "0", /started QEMU/, 120_000);
+    await waitForLog(name, /started QEMU/, 120_000);
     await docker(["kill", name]);
     await docker(["rm", name]);
     const made = await snapshot(volume);

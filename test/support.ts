@@ -149,3 +149,19 @@ export async function removeAll(what: { containers?: string[]; volumes?: string[
 export function progress(label: string): (state: WaitState) => void {
   return throttleProgress(30, ({ status, health, seconds }) => console.log(`  [${label}] ${seconds}s: container ${status}, health ${health}`));
 }
+
+/**
+ * Polls a container's output (stdout and stderr) since `since` (RFC 3339, or "0" for all)
+ * until `pattern` appears; fails at once when the container stops running.
+ */
+export async function waitForLog(name: string, pattern: RegExp, timeoutMs: number, since = "0"): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const { stdout, stderr } = await exec("docker", ["logs", "--since", since, name], { maxBuffer: 64 * 1024 * 1024 });
+    if (pattern.test(stdout) || pattern.test(stderr)) return;
+    const state = await docker(["inspect", "--format", "{{.State.Status}}", name]);
+    if (state !== "running") throw new Error(`${name} is ${state} while waiting for ${pattern}:\n${stderr.slice(-2000)}`);
+    if (Date.now() - started > timeoutMs) throw new Error(`${name}: no ${pattern} after ${timeoutMs / 1000} s; its log:\n${stderr.slice(-3000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}

@@ -169,14 +169,19 @@ export async function ensureWritableDir(dir: string, variable: string): Promise<
 /**
  * The least free space a start needs in the disks folder: the guest's writes land in the
  * overlay there (a first boot writes about 100 MiB), and a QEMU that runs out of space pauses
- * the guest, which then hangs without a word. Refusing at start is the clear failure.
+ * the guest (supervise/diskFull.ts resumes it at this much free). Refusing at start is the clear failure.
  */
 export const MIN_FREE_BYTES = 256 * MiB;
 
+/** Bytes an unprivileged writer can still use in the file system holding `dir`. */
+export async function freeBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return fs.bavail * fs.bsize;
+}
+
 /** Fails with exit code 3 when the disks folder has less than {@link MIN_FREE_BYTES} free. */
 export async function ensureFreeSpace(dir: string, variable: string, minBytes = MIN_FREE_BYTES): Promise<void> {
-  const fs = await statfs(dir);
-  const free = fs.bavail * fs.bsize;
+  const free = await freeBytes(dir);
   if (free < minBytes) {
     throw new LauncherError(
       `${variable} ${dir} is full: ${formatBytes(free)} free, and a DevMachine needs at least ${formatBytes(minBytes)} there to boot ` +

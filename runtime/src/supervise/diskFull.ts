@@ -4,7 +4,7 @@
  * but the guest then hangs without a word. This watcher says so in the log and resumes the
  * guest (QMP `cont`) once the disks folder has room again.
  */
-import { statfs } from "node:fs/promises";
+import { freeBytes as statfsFree } from "../apply/disk.js";
 import type { QmpClient, QmpEvent } from "./qmp.js";
 
 export interface DiskFullOptions {
@@ -47,11 +47,6 @@ export function blockIoError(event: QmpEvent): BlockIoError | undefined {
     nospace: data.nospace === true,
     reason: String(data.reason ?? ""),
   };
-}
-
-async function statfsFree(dir: string): Promise<number> {
-  const fs = await statfs(dir);
-  return fs.bavail * fs.bsize;
 }
 
 export function watchDiskFull(qmp: QmpClient, options: DiskFullOptions): DiskFullWatch {
