@@ -10,6 +10,8 @@ import { ExitCode, LauncherError } from "../src/exitCodes.js";
 const work = await mkdtemp(join(tmpdir(), "dm-lock-"));
 after(() => rm(work, { recursive: true, force: true }));
 
+// The holders below run with --no-fork: flock becomes the sleep, so killing it frees the lock
+// at once (a forked sleep would keep the lock, and the test waiting, until it ends).
 /** Whether another process could take the folder's lock right now. */
 const othersCanLock = async (dir: string) => (await execa("flock", ["--nonblock", dir, "true"], { reject: false })).exitCode === 0;
 
@@ -22,7 +24,7 @@ test("the disks folder's lock is held until released, writes nothing, and refuse
   unlockDisksDir(dir);
   assert.equal(await othersCanLock(dir), true, "released");
 
-  const holder = execa("flock", ["--nonblock", dir, "sleep", "30"], { reject: false });
+  const holder = execa("flock", ["--nonblock", "--no-fork", dir, "sleep", "30"], { reject: false });
   try {
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.throws(
@@ -38,7 +40,7 @@ test("the disks folder's lock is held until released, writes nothing, and refuse
 test("a lock whose holder dies is free again: a killed container never blocks the next start", async () => {
   const dir = join(work, "killed");
   await execa("mkdir", ["-p", dir]);
-  const holder = execa("flock", ["--nonblock", dir, "sleep", "30"], { reject: false });
+  const holder = execa("flock", ["--nonblock", "--no-fork", dir, "sleep", "30"], { reject: false });
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(await othersCanLock(dir), false);
   holder.kill("SIGKILL");

@@ -127,8 +127,9 @@ test("11: kernel file systems as BASE_IMAGE or DISKS_DIR exit 2, a FIFO or folde
 test("a second launcher on a disks folder in use exits 5 at once and changes nothing", async () => {
   const disksDir = join(work, "busy");
   await mkdir(disksDir, { recursive: true });
-  // Another holder of the lock: util-linux flock keeps it while its command runs.
-  const holder = execa("flock", ["--nonblock", disksDir, "sleep", "60"], { reject: false });
+  // Another holder of the lock: util-linux flock keeps it while its command runs; --no-fork makes
+  // the holder the process we kill (a forked sleep would keep the lock, and us waiting, 60 s).
+  const holder = execa("flock", ["--nonblock", "--no-fork", disksDir, "sleep", "60"], { reject: false });
   try {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const result = await launcher([], goodEnv(disksDir));
