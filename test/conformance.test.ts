@@ -4,8 +4,9 @@
  *
  * 1. One DevMachine's `containerSpec(...)` -> runContainerSpec on the local engine ->
  *    healthy -> SSH with a generated key to the published port -> a command runs.
- * 2. A DevMachineGroup's descriptions placed over two engines (the second one started
- *    here, beside the first) -> both healthy -> SSH into each.
+ *
+ * A group placed over two engines is tested through the real Pulumi engine instead
+ * (test/pulumi-engine.test.ts, examples/lab), which deploys these same descriptions.
  *
  * Needs Docker and the machine image; skips loudly without them, fails instead when
  * DEVMACHINES_E2E=required. Guests boot under TCG (about 70-90 s each here).
@@ -17,7 +18,6 @@ import {
   containerLogs,
   containerSpec,
   docker,
-  groupContainerSpecs,
   publishedPort,
   removeContainerSpec,
   runContainerSpec,
@@ -26,8 +26,7 @@ import {
   type ContainerSpec,
   type DockerOptions,
 } from "../sdk/src/index.js";
-import { SecondEngine } from "./secondEngine.js";
-import { e2eAvailable, freePort, MACHINE_IMAGE, makeKeyPair, ssh, type KeyPair } from "./support.js";
+import { e2eAvailable, MACHINE_IMAGE, makeKeyPair, ssh, type KeyPair } from "./support.js";
 
 function log(message: string): void {
   console.log(`[conformance ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -95,60 +94,6 @@ test("a DevMachine's container description boots on the Docker Engine and lets u
     throw error;
   } finally {
     await removeContainerSpec(spec, { volumes: "all", networks: true });
-    await rm(key.dir, { recursive: true, force: true });
-  }
-});
-
-test("a DevMachineGroup placed over two Docker Engines boots on both and each machine answers SSH", { timeout: 2 * BOOT_TIMEOUT_MS + 300_000 }, async (t) => {
-  if (!(await e2eAvailable(t))) return;
-  const key = await makeKeyPair();
-  const engine = new SecondEngine();
-  const hosts = [
-    { name: "first", host: "unix:///var/run/docker.sock" },
-    { name: "second", host: engine.socket },
-  ];
-  // Fixed host ports: each engine hands out ephemeral ports on its own and they could collide.
-  const placed = groupContainerSpecs("dm-test-grp", {
-    template: guest(key),
-    machines: [
-      { name: "a", sshPort: await freePort() },
-      { name: "b", sshPort: await freePort(), memory: "768M" },
-    ],
-    hosts,
-  });
-  const optionsOf = (hostIndex: number): DockerOptions => ({ dockerHost: hosts[hostIndex]!.host });
-  try {
-    log("starting a second Docker Engine");
-    await engine.start();
-    log(`loading ${MACHINE_IMAGE} into it`);
-    const loadStarted = Date.now();
-    await engine.loadImage(MACHINE_IMAGE);
-    log(`image loaded in ${Math.round((Date.now() - loadStarted) / 1000)} s`);
-
-    assert.deepEqual(placed.map((p) => [p.spec.name, p.machine.hostName]), [["dm-test-grp-a", "first"], ["dm-test-grp-b", "second"]]);
-    for (const { machine, spec } of placed) await removeContainerSpec(spec, { ...optionsOf(machine.hostIndex), volumes: "all" });
-
-    // Two guests at once: this machine's practical limit.
-    const seconds = await Promise.all(placed.map(({ machine, spec }) => boot(spec, optionsOf(machine.hostIndex))));
-
-    for (const { machine, spec } of placed) {
-      const inspect = JSON.parse(await docker(["inspect", spec.name], optionsOf(machine.hostIndex)))[0];
-      assert.ok(inspect.NetworkSettings.Networks["dm-test-grp"], `${spec.name} joined the group's network on ${machine.hostName}`);
-      assert.equal(inspect.Config.Labels["dev.devmachines.host"], machine.hostName);
-      const port = spec.access.sshPort!;
-      const out = await ssh({ host: spec.access.sshHost!, port, user: "dev", key }, "hostname; grep MemTotal /proc/meminfo");
-      assert.equal(out.split("\n")[0], spec.hostname);
-      log(`${spec.name} on ${machine.hostName}: SSH 127.0.0.1:${port} -> ${JSON.stringify(out)}`);
-    }
-    // The second machine really runs on the second engine, not the first.
-    assert.equal(await docker(["ps", "--quiet", "--filter", "name=^dm-test-grp-b$"]), "");
-    log(`group: healthy after ${seconds.join(" s and ")} s`);
-  } finally {
-    for (const { machine, spec } of placed) {
-      await removeContainerSpec(spec, { ...optionsOf(machine.hostIndex), volumes: "all", networks: true });
-    }
-    log("stopping the second Docker Engine");
-    await engine.stop();
     await rm(key.dir, { recursive: true, force: true });
   }
 });

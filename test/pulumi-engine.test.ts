@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT } from "../scripts/pulumi-env.js";
 import { engineAvailable, TestStack } from "./pulumiEngine.js";
+import { SecondEngine } from "./secondEngine.js";
 import { BOOT_TIMEOUT_MS, docker, freePort, MACHINE_IMAGE, makeKeyPair, removeAll, ssh } from "./support.js";
 
 const BRANCH = process.env.DEVMACHINES_IMAGE_TAG ?? "e2e";
@@ -166,56 +167,111 @@ test("a machine that cannot become healthy fails pulumi up at once, with the lau
   assert.doesNotMatch(output, /wait_timeout/, "it gave up when the launcher had exited, not at the end of the 600 s wait");
 });
 
-test("examples/lab with the real engine: three machines up, SSH into each, they reach each other by name, destroy leaves nothing", { timeout: 3 * BOOT_TIMEOUT_MS }, async (t) => {
+test("examples/lab with the real engine over two Docker Engines: three machines up, SSH into each, web and db reach each other by name, destroy leaves nothing on either", { timeout: 3 * BOOT_TIMEOUT_MS + 300_000 }, async (t) => {
   if (!(await engineAvailable(t))) return;
   const key = await makeKeyPair();
   const name = unique("lab");
+  // A second engine on this machine stands in for a second Docker host (as in the conformance
+  // tests); its own bridge, address pool and folders keep it apart from the faults test's.
+  const engine = new SecondEngine({ name: "devmachines-lab", bridge: "dm-lab-br0", bridgeAddress: "172.31.251.1/24", addressPool: "10.214.0.0/16" });
   const stack = await TestStack.create(join(ROOT, "examples", "lab"), "test");
+  const second = { dockerHost: engine.socket };
   t.after(async () => {
     await stack.dispose();
     await removeAll({ containers: ["web", "db", "client"].map((m) => `${name}-${m}`), networks: [name] });
+    await engine.stop();
   });
+  console.log("  starting a second Docker Engine");
+  await engine.start();
+  const loadStarted = Date.now();
+  await engine.loadImage(MACHINE_IMAGE);
+  console.log(`  ${MACHINE_IMAGE} loaded into it in ${Math.round((Date.now() - loadStarted) / 1000)}s`);
+
   for (const [k, v] of Object.entries({
-    name, sshKey: key.publicKey, image: MACHINE_IMAGE, packages: "false",
-    clientSshPort: String(await freePort()), subnet: `10.${200 + (process.pid % 50)}.${process.pid % 250}.0/24`,
+    // subnet "": each engine picks its own (one fixed subnet on two engines of one kernel would clash).
+    name, sshKey: key.publicKey, image: MACHINE_IMAGE, packages: "false", subnet: "",
+    clientSshPort: String(await freePort()),
   })) await stack.config(k, v);
+  await stack.configPath("hosts[0].name", "local");
+  await stack.configPath("hosts[0].host", "unix:///var/run/docker.sock");
+  await stack.configPath("hosts[1].name", "second");
+  await stack.configPath("hosts[1].host", engine.socket);
 
   const started = Date.now();
   await stack.pulumi(["up", "--yes", "--skip-preview"]);
-  console.log(`  pulumi up (the three-machine lab): ${Math.round((Date.now() - started) / 1000)}s`);
-  const machines = JSON.parse(await stack.output("machines")) as Record<string, { containerName: string; sshHost: string; sshPort: number; sshUser: string }>;
+  console.log(`  pulumi up (the three-machine lab on two engines): ${Math.round((Date.now() - started) / 1000)}s`);
+  const machines = JSON.parse(await stack.output("machines")) as Record<string, { containerName: string; host: string; sshHost: string; sshPort: number; sshUser: string }>;
   assert.deepEqual(Object.keys(machines).sort(), ["client", "db", "web"]);
+  assert.deepEqual(Object.fromEntries(Object.entries(machines).map(([n, m]) => [n, m.host])), { web: "local", db: "local", client: "second" });
+  assert.equal(await docker(["ps", "--quiet", "--filter", `name=^${name}-client$`]), "", "the client does not run on the first engine");
+  assert.notEqual(await docker(["ps", "--quiet", "--filter", `name=^${name}-client$`], second), "", "the client runs on the second engine");
   for (const machine of Object.values(machines)) {
     const target = { host: machine.sshHost, port: machine.sshPort, user: machine.sshUser, key };
     assert.equal(await ssh(target, "echo in"), "in", `SSH into ${machine.containerName}`);
   }
-  // BRIDGE machines own their containers' addresses and reach each other by name: web reads db's SSH banner.
+  // What the example promises: from web, `db` (its name in the group, a network alias) resolves and
+  // its SSH answers: web reads db's SSH banner.
   const web = machines.web!;
   const banner = await ssh({ host: web.sshHost, port: web.sshPort, user: web.sshUser, key },
-    `bash -c 'exec 3<>/dev/tcp/${machines.db!.containerName}/22 && timeout 20 head -n 1 <&3'`);
+    `bash -c 'exec 3<>/dev/tcp/db/22 && timeout 20 head -n 1 <&3'`);
   assert.match(banner, /^SSH-2\.0-OpenSSH/);
   await stack.pulumi(["preview", "--expect-no-changes"]);
 
   await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
-  const left = await docker(["ps", "-a", "--quiet", "--filter", `name=^${name}-`]);
-  assert.equal(left.trim(), "", "no container is left");
-  const networks = await docker(["network", "ls", "--quiet", "--filter", `name=^${name}`]);
-  assert.equal(networks.trim(), "", "no network is left");
+  for (const options of [{}, second]) {
+    const left = await docker(["ps", "-a", "--quiet", "--filter", `name=^${name}-`], options);
+    assert.equal(left.trim(), "", "no container is left");
+    const networks = await docker(["network", "ls", "--quiet", "--filter", `name=^${name}`], options);
+    assert.equal(networks.trim(), "", "no network is left");
+    const volumes = await docker(["volume", "ls", "--quiet", "--filter", `name=^${name}-`], options);
+    assert.equal(volumes.trim(), "", "no volume is left");
+  }
 });
 
-test("examples/yaml through the YAML language host and the plugin: pulumi preview plans the machines", { timeout: 10 * 60_000 }, async (t) => {
+test("examples/yaml through the YAML language host and the plugin: preview plans the machines, up, SSH into each, user data and the ops user, destroy leaves nothing", { timeout: 2 * BOOT_TIMEOUT_MS + 300_000 }, async (t) => {
   if (!(await engineAvailable(t, ["pulumi-language-yaml"]))) return;
   const key = await makeKeyPair();
   const stack = await TestStack.create(join(ROOT, "examples", "yaml"), "test");
-  t.after(() => stack.dispose());
-  await stack.config("sshKey", key.publicKey);
-  await stack.config("opsPassword", `pw-${randomBytes(8).toString("hex")}`, true);
-  // Preview only: the YAML program publishes fixed host ports (2222, 8080) that a shared test
-  // machine must not take. Preview runs the YAML host, the plugin from ../../provider (through
-  // the Node.js host) and the Docker provider's checks, and creates nothing.
+  // The YAML program names its containers after its resources: box, and pair-0 for a pair of one.
+  const containers = ["box", "pair-0"];
+  t.after(async () => {
+    await stack.dispose();
+    await removeAll({ containers, volumes: containers.map((c) => `${c}-disk`), networks: ["pair"] });
+  });
+  const opsPassword = `pw-${randomBytes(8).toString("hex")}`;
+  for (const [k, v] of Object.entries({
+    sshKey: key.publicKey, image: MACHINE_IMAGE, pairCount: "1",
+    sshPort: String(await freePort()), httpPort: String(await freePort()),
+    // No packages (CI has no mirror): a file written by cloud-init shows the user data applied.
+    boxUserData: "write_files: [{path: /etc/yaml-example, content: from-pulumi-yaml}]",
+  })) await stack.config(k, v);
+  await stack.config("opsPassword", opsPassword, true);
+
+  // Preview runs the YAML host, the plugin from ../../provider (through the Node.js host) and
+  // the Docker provider's checks, and creates nothing.
   const { stdout } = await stack.pulumi(["preview", "--diff"]);
   assert.match(stdout, /devmachines:index:DevMachine\b/);
   assert.match(stdout, /devmachines:index:DevMachineGroup\b/);
   assert.match(stdout, /docker:index\/container:Container/);
   assert.equal((await docker(["ps", "-a", "--quiet", "--filter", "name=^box$"])).trim(), "", "preview creates nothing");
+
+  const started = Date.now();
+  await stack.pulumi(["up", "--yes", "--skip-preview"]);
+  console.log(`  pulumi up (examples/yaml: box and a pair of one): ${Math.round((Date.now() - started) / 1000)}s`);
+  const box = { host: "127.0.0.1", port: sshPortOf(await stack.output("boxSsh")), user: "dev", key };
+  assert.equal(await ssh(box, "hostname; cat /etc/yaml-example; id -un ops"), "box\nfrom-pulumi-yaml\nops");
+  assert.equal(await ssh({ ...box, user: "ops", key: undefined, password: opsPassword }, "whoami"), "ops", "the secret password from YAML config logs in");
+  const pairPort = /Host pair-0\n(?:\s+\S+ \S+\n)*?\s+Port (\d+)/.exec(await stack.output("pairSshConfig"))?.[1];
+  assert.ok(pairPort, "pairSshConfig names pair-0's port");
+  assert.equal(await ssh({ host: "127.0.0.1", port: Number(pairPort), user: "dev", key }, "hostname"), "pair-0");
+  const exported = (await stack.pulumi(["stack", "export"])).stdout;
+  assert.ok(!exported.includes(opsPassword), "the ops password is not in plain text in the state");
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+
+  await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+  for (const container of containers) {
+    assert.equal(await exists("container", container), false, `${container} is gone`);
+    assert.equal(await exists("volume", `${container}-disk`), false, `${container}'s disk volume is gone`);
+  }
+  assert.equal((await docker(["network", "ls", "--quiet", "--filter", "name=^pair$"])).trim(), "", "the pair's network is gone");
 });

@@ -76,6 +76,11 @@ export class TestStack {
     await this.pulumi(["config", "set", ...(secret ? ["--secret"] : []), "--", key, value], secret ? { secret: value } : {});
   }
 
+  /** A structured config value at `path`, e.g. `hosts[0].host` (`pulumi config set --path`). */
+  async configPath(path: string, value: string): Promise<void> {
+    await this.pulumi(["config", "set", "--path", "--", path, value]);
+  }
+
   /** A stack output; a secret one prints as `[secret]` unless `showSecrets`. */
   async output(name: string, showSecrets = false): Promise<string> {
     return (await this.pulumi(["stack", "output", name, ...(showSecrets ? ["--show-secrets"] : [])], { revealsSecrets: showSecrets })).stdout.trim();
