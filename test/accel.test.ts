@@ -4,8 +4,8 @@
  * real QEMU under TCG (so the guest boots and prints as it would) and then fails as a
  * paravirtual KVM does; under TCG it is the real QEMU. /dev/null stands in for /dev/kvm, so
  * the test behaves the same on hosts with and without KVM. Each case ends with a healthy
- * machine under TCG; the second start on the same volume skips KVM because of the verdict
- * the first one left in the disks folder.
+ * machine under TCG; the second start on the same volume starts QEMU under TCG at once, because
+ * of the verdict the first one left in the disks folder.
  */
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { containerLogs, waitHealthy } from "../sdk/src/run.js";
-import { BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, makeKeyPair, progress, removeAll, type KeyPair } from "./support.js";
+import { BOOT_TIMEOUT_MS, docker, e2eAvailable, MACHINE_IMAGE, makeKeyPair, progress, removeAll, waitForLog, type KeyPair } from "./support.js";
 
 const REAL_QEMU = "/usr/bin/qemu-system-x86_64";
 
@@ -63,7 +63,7 @@ async function start(name: string, volume: string, mode: "late-error" | "silent"
 const kvmStarts = () => (existsSync(join(faults, "kvm-starts")) ? readFileSync(join(faults, "kvm-starts"), "utf8").trim().split("\n").length : 0);
 
 describe("ACCEL=auto on a host whose KVM breaks", { concurrency: 1 }, () => {
-  test("KVM's error arrives late: restarted under TCG, healthy; the next start on the volume skips KVM", { timeout: 2 * BOOT_TIMEOUT_MS + 120_000 }, async (t) => {
+  test("KVM's error arrives late: restarted under TCG, healthy; the next start on the volume goes straight to TCG", { timeout: 2 * BOOT_TIMEOUT_MS + 120_000 }, async (t) => {
     if (!(await e2eAvailable(t))) return;
     const name = "dm-test-accel-late";
     const volume = "dm-test-accel-late-disk";
@@ -84,12 +84,15 @@ describe("ACCEL=auto on a host whose KVM breaks", { concurrency: 1 }, () => {
 
     await docker(["rm", "--force", name]);
     await start(name, volume, "late-error");
-    const second = await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress("accel-late-2") });
+    // The first start proved the TCG guest comes up; this one need only show that QEMU was
+    // started under TCG straight away (no KVM attempt can follow a TCG start).
+    const secondStarted = Date.now();
+    await waitForLog(name, /started QEMU \(pid \d+\) under TCG\n/, 120_000);
     const again = (await containerLogs(name)).launcher;
     assert.match(again, /accelerator: TCG \(KVM failed this guest on this host before .* delete that file or start once with ACCEL=kvm/, again);
     assert.doesNotMatch(again, /under KVM/);
     assert.equal(kvmStarts(), 1, "KVM was not tried again");
-    console.log(`  [accel-late] second start on the same volume: straight to TCG, healthy after ${second.seconds} s`);
+    console.log(`  [accel-late] second start on the same volume: QEMU under TCG straight away, ${Math.round((Date.now() - secondStarted) / 1000)} s after docker run`);
   });
 
   test("under KVM the guest shows nothing: restarted under TCG within the progress bound, healthy", { timeout: BOOT_TIMEOUT_MS + 120_000 }, async (t) => {
