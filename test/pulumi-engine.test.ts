@@ -259,7 +259,7 @@ test("examples/yaml through the YAML language host and the plugin: preview plans
   await stack.pulumi(["up", "--yes", "--skip-preview"]);
   console.log(`  pulumi up (examples/yaml: box and a pair of one): ${Math.round((Date.now() - started) / 1000)}s`);
   const box = { host: "127.0.0.1", port: sshPortOf(await stack.output("boxSsh")), user: "dev", key };
-  assert.equal(await ssh(box, "hostname; cat /etc/yaml-example; id -un ops"), "box\nfrom-pulumi-yaml\nops");
+  assert.equal(await ssh(box, "hostname; cat /etc/yaml-example; echo; id -un ops"), "box\nfrom-pulumi-yaml\nops");
   assert.equal(await ssh({ ...box, user: "ops", key: undefined, password: opsPassword }, "whoami"), "ops", "the secret password from YAML config logs in");
   const pairPort = /Host pair-0\n(?:\s+\S+ \S+\n)*?\s+Port (\d+)/.exec(await stack.output("pairSshConfig"))?.[1];
   assert.ok(pairPort, "pairSshConfig names pair-0's port");

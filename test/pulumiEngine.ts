@@ -53,13 +53,16 @@ export class TestStack {
     // The stack flags go before a `--` (after it everything is a value).
     const end = args.includes("--") ? args.indexOf("--") : args.length;
     const full = [...args.slice(0, end), "--stack", this.name, "--non-interactive", ...args.slice(end)];
+    // `up` and `destroy` take minutes (guest boots): say that they still run.
+    const started = Date.now();
+    const ticker = setInterval(() => console.log(`  [pulumi ${args[0]}] still running, ${Math.round((Date.now() - started) / 1000)}s`), 60_000);
     const result = await new Promise<PulumiResult>((resolve) => {
       execFile("pulumi", full, { cwd: this.projectDir, env: this.env, timeout: options.timeoutMs ?? 15 * 60_000, maxBuffer: 64 * 1024 * 1024 },
         (error, stdout, stderr) => {
           const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
           resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
         });
-    });
+    }).finally(() => clearInterval(ticker));
     // The command line is ours, not the engine's: a secret we pass on it is masked, so that the
     // log holds the engine's own output plainly, for the checks that no secret leaks there.
     const commandLine = full.map((arg) => (options.secret !== undefined && arg === options.secret ? "[secret]" : arg)).join(" ");
