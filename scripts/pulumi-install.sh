@@ -3,6 +3,7 @@
 # .cache/pulumi/bin/ of this clone (npm run pulumi:install; host-setup.sh runs it):
 #   pulumi                   the CLI                                 tools/pulumi/cli
 #   pulumi-language-nodejs   our small Node.js language host         tools/pulumi/language-nodejs
+#   pulumi-language-python   our small Python language host          tools/pulumi/language-python
 #   pulumi-language-yaml     the YAML language host (pulumi-yaml)    tools/pulumi/language-yaml
 #   pulumi-resource-docker   the Docker provider, bridged            tools/pulumi/docker
 #   pulumi-resource-random   the random provider, bridged            tools/pulumi/random
@@ -40,7 +41,7 @@ flock 9
 # stamp NAME: what the binary was built from (wrapper files, Go version, flags).
 stamp() {
   local dir="$ROOT/tools/pulumi/$1"
-  { (cd "$dir" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | sort | xargs sha256sum)
+  { (cd "$dir" && find . -type f \( -name '*.go' -o -name '*.py' -o -name 'go.mod' -o -name 'go.sum' \) | sort | xargs sha256sum)
     go version; echo "$GOFLAGS $CGO_ENABLED $2"; } | sha256sum | cut -d' ' -f1
 }
 
@@ -54,7 +55,7 @@ build() {
     log "$binary: building $package (log: $CACHE/pulumi/$binary.log)"
     local start=$SECONDS
     # A cold build takes many minutes on two cores: say that it is still going.
-    ( while sleep 60 >/dev/null; do log "$binary: still building, $((SECONDS - start))s"; done ) &
+    ( while sleep 60 >/dev/null 2>&1; do log "$binary: still building, $((SECONDS - start))s"; done ) &
     local ticker=$!
     if (cd "$ROOT/tools/pulumi/$name" && nice go build -tags "$tags" -ldflags "$ldflags" \
           -o "$STORE/$binary.tmp" "$package") >"$CACHE/pulumi/$binary.log" 2>&1; then
@@ -76,6 +77,8 @@ total=$SECONDS
 build cli pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
   "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" osusergo,grpcnotrace
 build language-nodejs pulumi-language-nodejs . "-X main.version=$PULUMI_VERSION"
+# Its exec.py (embedded) runs programs on the pulumi Python SDK from PyPI, in their virtualenv.
+build language-python pulumi-language-python . "-X main.version=$PULUMI_VERSION"
 build language-yaml pulumi-language-yaml github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml \
   "-X github.com/pulumi/pulumi-yaml/pkg/version.Version=v1.25.0"
 build docker pulumi-resource-docker . "-X main.version=$DOCKER_VERSION"
