@@ -13,6 +13,7 @@ PACKAGES=(
   chromium                          # the consoles' browser tests (driven by playwright-core)
   fdisk grub-pc-bin grub2-common e2fsprogs dosfstools  # partitioning and booting the guest disk
   qemu-user-static binfmt-support mtools  # the arm64 guest: foreign debootstrap, its EFI partition
+  python3 python3-venv python3-pip  # Pulumi Python programs: a virtualenv per project, pip from PyPI (cache in ~/.cache/pip)
   ca-certificates
 )
 

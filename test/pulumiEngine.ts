@@ -48,11 +48,15 @@ export class TestStack {
     return stack;
   }
 
-  /** Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure. */
-  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number; secret?: string; revealsSecrets?: boolean } = {}): Promise<PulumiResult> {
+  /**
+   * Runs `pulumi ARGS --stack NAME` in the project; rejects with its output unless allowFailure.
+   * `projectCommand`: a command of the project that takes no --stack (e.g. `package add`).
+   */
+  async pulumi(args: string[], options: { allowFailure?: boolean; timeoutMs?: number; secret?: string; revealsSecrets?: boolean; projectCommand?: boolean } = {}): Promise<PulumiResult> {
     // The stack flags go before a `--` (after it everything is a value).
     const end = args.includes("--") ? args.indexOf("--") : args.length;
-    const full = [...args.slice(0, end), "--stack", this.name, "--non-interactive", ...args.slice(end)];
+    const stackFlags = options.projectCommand ? [] : ["--stack", this.name];
+    const full = [...args.slice(0, end), ...stackFlags, "--non-interactive", ...args.slice(end)];
     // `up` and `destroy` take minutes (guest boots): say that they still run.
     const started = Date.now();
     const ticker = setInterval(() => console.log(`  [pulumi ${args[0]}] still running, ${Math.round((Date.now() - started) / 1000)}s`), 60_000);

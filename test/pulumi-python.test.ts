@@ -1,0 +1,64 @@
+/**
+ * examples/python under the real Pulumi engine: our Python language host
+ * (tools/pulumi/language-python), the pulumi SDK from PyPI in the project's virtualenv, and the
+ * SDK that `pulumi package add ./provider` generates from the plugin and links into
+ * requirements.txt. One guest boot: up, SSH, no diff, destroy, nothing left behind.
+ */
+import { strict as assert } from "node:assert";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT } from "../scripts/pulumi-env.js";
+import { engineAvailable, TestStack } from "./pulumiEngine.js";
+import { BOOT_TIMEOUT_MS, docker, freePort, MACHINE_IMAGE, makeKeyPair, removeAll, ssh } from "./support.js";
+
+const BRANCH = process.env.DEVMACHINES_IMAGE_TAG ?? "e2e";
+const EXAMPLE = join(ROOT, "examples", "python");
+
+test("examples/python with the real engine: package add generates and links the SDK, up, SSH, destroy leaves nothing", { timeout: BOOT_TIMEOUT_MS + 15 * 60_000 }, async (t) => {
+  if (!(await engineAvailable(t, ["pulumi-language-python"]))) return;
+  const key = await makeKeyPair();
+  const name = `dm-${BRANCH}-python-${randomBytes(3).toString("hex")}`;
+  // A copy of the example: `package add` writes into Pulumi.yaml and requirements.txt, and the
+  // generated SDK and the virtualenv land beside them; the checkout stays as committed.
+  const projectDir = await mkdtemp(join(tmpdir(), "dm-python-example-"));
+  for (const file of ["Pulumi.yaml", "__main__.py", "requirements.txt"]) await copyFile(join(EXAMPLE, file), join(projectDir, file));
+  const stack = await TestStack.create(projectDir, "test");
+  t.after(async () => {
+    await stack.dispose();
+    await removeAll({ containers: [name], volumes: [`${name}-disk`] });
+    await rm(projectDir, { recursive: true, force: true });
+  });
+
+  // The plugin runs from source for its schema; our host generates the Python SDK, links it into
+  // requirements.txt and installs both into the virtualenv (pip, from PyPI).
+  let started = Date.now();
+  const added = await stack.pulumi(["package", "add", join(ROOT, "provider")], { projectCommand: true });
+  console.log(`  pulumi package add ./provider (SDK, virtualenv, pip install): ${Math.round((Date.now() - started) / 1000)}s`);
+  assert.match(added.stdout, /import pulumi_devmachines as devmachines/, "package add says how to import the SDK");
+  assert.ok(existsSync(join(projectDir, "sdks", "devmachines", "pulumi_devmachines", "dev_machine.py")), "the SDK was generated");
+  assert.match(await readFile(join(projectDir, "requirements.txt"), "utf8"), /^\.\/sdks\/devmachines$/m, "the SDK is linked");
+  assert.match(await readFile(join(projectDir, "Pulumi.yaml"), "utf8"), /^packages:\n\s+devmachines: /m, "the package is recorded");
+  assert.ok(existsSync(join(projectDir, ".cache", "venv", "bin", "python")), "the virtualenv is under the project's .cache");
+
+  for (const [k, v] of Object.entries({
+    name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "1", memory: "1G", storage: "6G", sshPort: String(await freePort()),
+  })) await stack.config(k, v);
+
+  started = Date.now();
+  await stack.pulumi(["up", "--yes", "--skip-preview"]);
+  console.log(`  pulumi up (one machine, Python): ${Math.round((Date.now() - started) / 1000)}s`);
+  const sshCommand = await stack.output("sshCommand");
+  const port = /^ssh -p (\d+) dev@127\.0\.0\.1$/.exec(sshCommand)?.[1];
+  assert.ok(port, `sshCommand is a plain ssh command line (is ${sshCommand})`);
+  assert.equal(await stack.output("containerName"), name);
+  assert.equal(await ssh({ host: "127.0.0.1", port: Number(port), user: "dev", key }, "cat /etc/motd"), "ready", "SSH into the machine");
+  await stack.pulumi(["preview", "--expect-no-changes"]);
+
+  await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+  assert.equal((await docker(["ps", "-a", "--quiet", "--filter", `name=^${name}$`])).trim(), "", "no container is left");
+  assert.equal((await docker(["volume", "ls", "--quiet", "--filter", `name=^${name}`])).trim(), "", "no volume is left");
+});
