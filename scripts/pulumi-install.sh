@@ -7,6 +7,7 @@
 #   pulumi-language-yaml     the YAML language host (pulumi-yaml)    tools/pulumi/language-yaml
 #   pulumi-resource-docker   the Docker provider, bridged            tools/pulumi/docker
 #   pulumi-resource-random   the random provider, bridged            tools/pulumi/random
+# (the two hosts of our own share tools/pulumi/langhost.)
 # Each tools/pulumi/<name>/go.mod pins what is built. Go's module and build caches and the
 # binaries live outside the clone (~/.cache/devmachines, or $DEVMACHINES_CACHE), keyed by a
 # stamp of the wrapper's files, so a fresh clone on the same machine only links them.
@@ -38,10 +39,14 @@ mkdir -p "$STORE" "$LINKS" "$GOMODCACHE" "$GOCACHE"
 exec 9>"$CACHE/pulumi/.lock"
 flock 9
 
-# stamp NAME: what the binary was built from (wrapper files, Go version, flags).
+# stamp NAME: what the binary was built from (wrapper files, the shared langhost module when
+# the wrapper uses it, Go version, flags).
 stamp() {
-  local dir="$ROOT/tools/pulumi/$1"
-  { (cd "$dir" && find . -type f \( -name '*.go' -o -name '*.py' -o -name 'go.mod' -o -name 'go.sum' \) | sort | xargs sha256sum)
+  local dirs=("$ROOT/tools/pulumi/$1")
+  grep -q 'tools/pulumi/langhost' "${dirs[0]}/go.mod" && dirs+=("$ROOT/tools/pulumi/langhost")
+  { for dir in "${dirs[@]}"; do
+      (cd "$dir" && find . -type f \( -name '*.go' -o -name '*.py' -o -name 'go.mod' -o -name 'go.sum' \) | sort | xargs sha256sum)
+    done
     go version; echo "$GOFLAGS $CGO_ENABLED $2"; } | sha256sum | cut -d' ' -f1
 }
 

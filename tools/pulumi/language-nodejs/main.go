@@ -15,34 +15,24 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
+	"devmachines.local/tools/pulumi/langhost"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // version is stamped at build time (-ldflags -X main.version=...).
 var version = "0.0.0-dev"
 
-// exitAfterLoggedError is @pulumi/pulumi's exit code for "the error was already reported to
-// the engine": the update fails without a second, generic message.
-const exitAfterLoggedError = 32
-
 type host struct {
-	pulumirpc.UnimplementedLanguageRuntimeServer
-	engine string
+	langhost.Base // the engine's address, and the answers every language gives alike
 }
 
 // findPackageFile walks up from dir to the first node_modules/@pulumi/pulumi/<rel>, as Node's
@@ -61,54 +51,15 @@ func findPackageFile(dir, rel string) (string, error) {
 
 // nodeArgs reads the `nodeargs` runtime option of Pulumi.yaml / PulumiPlugin.yaml.
 func nodeArgs(info *pulumirpc.ProgramInfo) []string {
-	if s := option(info, "nodeargs"); s != "" {
+	if s := langhost.Option(info, "nodeargs"); s != "" {
 		return strings.Fields(s)
 	}
 	return nil
 }
 
-func option(info *pulumirpc.ProgramInfo, name string) string {
-	if info == nil || info.Options == nil {
-		return ""
-	}
-	v, ok := info.Options.Fields[name]
-	if !ok {
-		return ""
-	}
-	switch k := v.Kind.(type) {
-	case *structpb.Value_StringValue:
-		return k.StringValue
-	case *structpb.Value_BoolValue:
-		return strconv.FormatBool(k.BoolValue)
-	}
-	return ""
-}
-
-func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequest) (*pulumirpc.LanguageHandshakeResponse, error) {
-	if req.EngineAddress != "" {
-		h.engine = req.EngineAddress
-	}
-	return &pulumirpc.LanguageHandshakeResponse{}, nil
-}
-
-func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
-	return &pulumirpc.PluginInfo{Version: version}, nil
-}
-
-func (h *host) GetRequiredPlugins(context.Context, *pulumirpc.GetRequiredPluginsRequest) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	return &pulumirpc.GetRequiredPluginsResponse{}, nil
-}
-
-func (h *host) GetRequiredPackages(context.Context, *pulumirpc.GetRequiredPackagesRequest) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	return &pulumirpc.GetRequiredPackagesResponse{}, nil
-}
 
 func (h *host) InstallDependencies(*pulumirpc.InstallDependenciesRequest, grpc.ServerStreamingServer[pulumirpc.InstallDependenciesResponse]) error {
 	return nil // npm install is the project's own step (npm ci)
-}
-
-func (h *host) GetProgramDependencies(context.Context, *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	return &pulumirpc.GetProgramDependenciesResponse{}, nil
 }
 
 func (h *host) About(context.Context, *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
@@ -129,7 +80,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
 	args := append(nodeArgs(info), runner,
-		"--monitor="+req.MonitorAddress, "--engine="+h.engine,
+		"--monitor="+req.MonitorAddress, "--engine="+h.Engine,
 		"--project="+req.Project, "--stack="+req.Stack, "--pwd="+req.Pwd,
 		"--parallel="+strconv.Itoa(int(req.Parallel)))
 	if req.Organization != "" {
@@ -143,56 +94,19 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	}
 	args = append(append(args, program), req.Args...)
 
-	config, err := json.Marshal(req.Config)
-	if err != nil {
-		return nil, err
-	}
-	secretKeys, err := json.Marshal(append([]string{}, req.ConfigSecretKeys...))
+	configEnv, err := langhost.ConfigEnv(req)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = req.Pwd
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr // the engine shows a host's output
-	cmd.Env = append(os.Environ(),
-		"PULUMI_CONFIG="+string(config),
-		"PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys),
-		"PULUMI_NODEJS_TYPESCRIPT="+strconv.FormatBool(option(info, "typescript") != "false"))
-	if ts := option(info, "tsconfig"); ts != "" {
+	cmd.Env = append(append(os.Environ(), configEnv...),
+		"PULUMI_NODEJS_TYPESCRIPT="+strconv.FormatBool(langhost.Option(info, "typescript") != "false"))
+	if ts := langhost.Option(info, "tsconfig"); ts != "" {
 		cmd.Env = append(cmd.Env, "PULUMI_NODEJS_TSCONFIG_PATH="+ts)
 	}
-	if err := cmd.Run(); err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			if exit.ExitCode() == exitAfterLoggedError {
-				return &pulumirpc.RunResponse{Bail: true}, nil
-			}
-			return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exit.ExitCode())}, nil
-		}
-		return &pulumirpc.RunResponse{Error: err.Error()}, nil
-	}
-	return &pulumirpc.RunResponse{}, nil
-}
-
-// streamWriter forwards a plugin's stdout or stderr to the engine as RunPlugin messages.
-type streamWriter struct {
-	mu     *sync.Mutex
-	send   func(*pulumirpc.RunPluginResponse) error
-	stderr bool
-}
-
-func (w streamWriter) Write(p []byte) (int, error) {
-	b := append([]byte{}, p...)
-	msg := &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stdout{Stdout: b}}
-	if w.stderr {
-		msg = &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stderr{Stderr: b}}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.send(msg); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return langhost.RunResult(cmd.Run()), nil
 }
 
 func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server grpc.ServerStreamingServer[pulumirpc.RunPluginResponse]) error {
@@ -208,9 +122,12 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server grpc.ServerStre
 	cmd := exec.CommandContext(server.Context(), "node", args...)
 	cmd.Dir = req.Pwd
 	cmd.Env = append(os.Environ(), req.Env...)
-	mu := &sync.Mutex{}
-	cmd.Stdout = streamWriter{mu: mu, send: server.Send}
-	cmd.Stderr = streamWriter{mu: mu, send: server.Send, stderr: true}
+	cmd.Stdout, cmd.Stderr = langhost.Streams(func(stdout, stderr []byte) error {
+		if stderr != nil {
+			return server.Send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stderr{Stderr: stderr}})
+		}
+		return server.Send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stdout{Stdout: stdout}})
+	})
 	code := 0
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError
@@ -223,24 +140,6 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server grpc.ServerStre
 }
 
 func main() {
-	// The engine starts a host as `pulumi-language-nodejs [-flags...] <engine address>`.
-	h := &host{}
-	for _, a := range os.Args[1:] {
-		if !strings.HasPrefix(a, "-") {
-			h.engine = a
-		}
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(400 * 1024 * 1024))
-	pulumirpc.RegisterLanguageRuntimeServer(srv, h)
-	// The engine reads the port from the host's first line of output.
-	fmt.Println(lis.Addr().(*net.TCPAddr).Port)
-	if err := srv.Serve(lis); err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	h := &host{Base: langhost.Base{Version: version}}
+	langhost.Serve(&h.Base, h)
 }

@@ -21,23 +21,18 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
+	"devmachines.local/tools/pulumi/langhost"
 	"github.com/pulumi/pulumi/pkg/v3/codegen/python"
 	"github.com/pulumi/pulumi/pkg/v3/codegen/schema"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // version is stamped at build time (-ldflags -X main.version=...).
@@ -48,31 +43,10 @@ var version = "0.0.0-dev"
 //go:embed exec.py
 var execScript string
 
-// exitAfterLoggedError is exec.py's exit code for "the error was already reported to the
-// engine": the update fails without a second, generic message.
-const exitAfterLoggedError = 32
-
 type host struct {
-	pulumirpc.UnimplementedLanguageRuntimeServer
-	engine string
+	langhost.Base // the engine's address, and the answers every language gives alike
 }
 
-func option(info *pulumirpc.ProgramInfo, name string) string {
-	if info == nil || info.Options == nil {
-		return ""
-	}
-	v, ok := info.Options.Fields[name]
-	if !ok {
-		return ""
-	}
-	switch k := v.Kind.(type) {
-	case *structpb.Value_StringValue:
-		return k.StringValue
-	case *structpb.Value_BoolValue:
-		return strconv.FormatBool(k.BoolValue)
-	}
-	return ""
-}
 
 // programDir is where the program (and its requirements.txt) lives.
 func programDir(info *pulumirpc.ProgramInfo, fallback string) string {
@@ -101,7 +75,7 @@ func systemPython() string {
 
 // virtualenv is the absolute path of the `virtualenv` runtime option, or "" without one.
 func virtualenv(info *pulumirpc.ProgramInfo, fallback string) string {
-	venv := option(info, "virtualenv")
+	venv := langhost.Option(info, "virtualenv")
 	if venv == "" {
 		return ""
 	}
@@ -124,29 +98,6 @@ func interpreter(info *pulumirpc.ProgramInfo, fallback string) (string, error) {
 	return bin, nil
 }
 
-func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequest) (*pulumirpc.LanguageHandshakeResponse, error) {
-	if req.EngineAddress != "" {
-		h.engine = req.EngineAddress
-	}
-	return &pulumirpc.LanguageHandshakeResponse{}, nil
-}
-
-func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
-	return &pulumirpc.PluginInfo{Version: version}, nil
-}
-
-func (h *host) GetRequiredPlugins(context.Context, *pulumirpc.GetRequiredPluginsRequest) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	return &pulumirpc.GetRequiredPluginsResponse{}, nil
-}
-
-func (h *host) GetRequiredPackages(context.Context, *pulumirpc.GetRequiredPackagesRequest) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	return &pulumirpc.GetRequiredPackagesResponse{}, nil
-}
-
-func (h *host) GetProgramDependencies(context.Context, *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	return &pulumirpc.GetProgramDependenciesResponse{}, nil
-}
-
 func (h *host) About(_ context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
 	bin, err := interpreter(req.Info, "")
 	if err != nil {
@@ -156,32 +107,11 @@ func (h *host) About(_ context.Context, req *pulumirpc.AboutRequest) (*pulumirpc
 	return &pulumirpc.AboutResponse{Executable: bin, Version: strings.TrimPrefix(strings.TrimSpace(string(out)), "Python ")}, nil
 }
 
-// installWriter forwards a command's stdout or stderr to the engine as InstallDependencies messages.
-type installWriter struct {
-	mu     *sync.Mutex
-	send   func(*pulumirpc.InstallDependenciesResponse) error
-	stderr bool
-}
-
-func (w installWriter) Write(p []byte) (int, error) {
-	b := append([]byte{}, p...)
-	msg := &pulumirpc.InstallDependenciesResponse{Stdout: b}
-	if w.stderr {
-		msg = &pulumirpc.InstallDependenciesResponse{Stderr: b}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.send(msg); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
 func (h *host) InstallDependencies(req *pulumirpc.InstallDependenciesRequest, server grpc.ServerStreamingServer[pulumirpc.InstallDependenciesResponse]) error {
 	dir := programDir(req.Info, req.Directory)
-	mu := &sync.Mutex{}
-	stdout := installWriter{mu: mu, send: server.Send}
-	stderr := installWriter{mu: mu, send: server.Send, stderr: true}
+	stdout, stderr := langhost.Streams(func(stdout, stderr []byte) error {
+		return server.Send(&pulumirpc.InstallDependenciesResponse{Stdout: stdout, Stderr: stderr})
+	})
 	run := func(name string, args ...string) error {
 		fmt.Fprintf(stdout, "$ %s %s\n", name, strings.Join(args, " "))
 		cmd := exec.CommandContext(server.Context(), name, args...)
@@ -222,7 +152,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
 	args := []string{"-u", "-c", execScript,
-		"--monitor=" + req.MonitorAddress, "--engine=" + h.engine,
+		"--monitor=" + req.MonitorAddress, "--engine=" + h.Engine,
 		"--project=" + req.Project, "--stack=" + req.Stack, "--pwd=" + req.Pwd,
 		"--parallel=" + strconv.Itoa(int(req.Parallel))}
 	if req.Organization != "" {
@@ -234,31 +164,15 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	}
 	args = append(append(args, program), req.Args...)
 
-	config, err := json.Marshal(req.Config)
-	if err != nil {
-		return nil, err
-	}
-	secretKeys, err := json.Marshal(append([]string{}, req.ConfigSecretKeys...))
+	configEnv, err := langhost.ConfigEnv(req)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = req.Pwd
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr // the engine shows a host's output
-	cmd.Env = append(os.Environ(),
-		"PULUMI_CONFIG="+string(config),
-		"PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys))
-	if err := cmd.Run(); err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			if exit.ExitCode() == exitAfterLoggedError {
-				return &pulumirpc.RunResponse{Bail: true}, nil
-			}
-			return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exit.ExitCode())}, nil
-		}
-		return &pulumirpc.RunResponse{Error: err.Error()}, nil
-	}
-	return &pulumirpc.RunResponse{}, nil
+	cmd.Env = append(os.Environ(), configEnv...)
+	return langhost.RunResult(cmd.Run()), nil
 }
 
 // GeneratePackage writes a Python SDK for the schema into req.Directory (pkg/v3's generator;
@@ -355,24 +269,6 @@ func (h *host) Link(_ context.Context, req *pulumirpc.LinkRequest) (*pulumirpc.L
 }
 
 func main() {
-	// The engine starts a host as `pulumi-language-python [-flags...] <engine address>`.
-	h := &host{}
-	for _, a := range os.Args[1:] {
-		if !strings.HasPrefix(a, "-") {
-			h.engine = a
-		}
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(400 * 1024 * 1024))
-	pulumirpc.RegisterLanguageRuntimeServer(srv, h)
-	// The engine reads the port from the host's first line of output.
-	fmt.Println(lis.Addr().(*net.TCPAddr).Port)
-	if err := srv.Serve(lis); err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	h := &host{Base: langhost.Base{Version: version}}
+	langhost.Serve(&h.Base, h)
 }
