@@ -2,7 +2,8 @@
  * examples/python under the real Pulumi engine: our Python language host
  * (tools/pulumi/language-python), the pulumi SDK from PyPI in the project's virtualenv, and the
  * SDK that `pulumi package add ./provider` generates from the plugin and links into
- * requirements.txt. One guest boot: up, SSH, no diff, destroy, nothing left behind.
+ * requirements.txt. A bad argument's error first (no boot), then one guest boot: up, SSH, no
+ * diff, destroy, nothing left behind.
  */
 import { strict as assert } from "node:assert";
 import { randomBytes } from "node:crypto";
@@ -18,7 +19,7 @@ import { BOOT_TIMEOUT_MS, docker, freePort, MACHINE_IMAGE, makeKeyPair, removeAl
 const BRANCH = process.env.DEVMACHINES_IMAGE_TAG ?? "e2e";
 const EXAMPLE = join(ROOT, "examples", "python");
 
-test("examples/python with the real engine: package add generates and links the SDK, up, SSH, destroy leaves nothing", { timeout: BOOT_TIMEOUT_MS + 15 * 60_000 }, async (t) => {
+test("examples/python with the real engine: package add generates and links the SDK, a bad argument fails the preview, up, SSH, destroy leaves nothing", { timeout: BOOT_TIMEOUT_MS + 15 * 60_000 }, async (t) => {
   if (!(await engineAvailable(t, ["pulumi-language-python"]))) return;
   const key = await makeKeyPair();
   const name = `dm-${BRANCH}-python-${randomBytes(3).toString("hex")}`;
@@ -45,8 +46,17 @@ test("examples/python with the real engine: package add generates and links the 
   assert.ok(existsSync(join(projectDir, ".cache", "venv", "bin", "python")), "the virtualenv is under the project's .cache");
 
   for (const [k, v] of Object.entries({
-    name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "1", memory: "1G", storage: "6G", sshPort: String(await freePort()),
+    name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "1", memory: "lots", storage: "6G", sshPort: String(await freePort()),
   })) await stack.config(k, v);
+
+  // A bad argument fails the preview through the Python program with the component's own words,
+  // once: no Python traceback after the engine has reported it.
+  const bad = await stack.pulumi(["preview"], { allowFailure: true });
+  assert.notEqual(bad.code, 0, "memory \"lots\" fails the preview");
+  assert.match(bad.stdout + bad.stderr, /memory/i);
+  assert.match(bad.stdout + bad.stderr, /lots/);
+  assert.doesNotMatch(bad.stdout + bad.stderr, /Traceback/, "the error is reported once, without a traceback");
+  await stack.config("memory", "1G");
 
   started = Date.now();
   await stack.pulumi(["up", "--yes", "--skip-preview"]);
