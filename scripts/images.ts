@@ -7,6 +7,10 @@
  *   runtime  devmachines/runtime:latest from ./Dockerfile
  *   disk     .cache/images/debian-13.qcow2 from images/debian/build.sh (it caches itself)
  *   machine  devmachines/debian:13 (+ :latest) from images/debian/Dockerfile
+ *   capture  the ready state of a generic first boot (2 vCPU, 2 GiB, 20 GiB, NAT, TCG) added to
+ *            the machine image in /images/clone (x86_64): new machines of that size start from
+ *            it (SNAPSHOT=auto). Cached in ~/.cache/devmachines/clone/<key>, keyed by the machine
+ *            image, the QEMU version and the size, so a fresh clone of the repository reuses it.
  * With --arch aarch64 the disk and machine steps build the arm64 guest instead:
  * .cache/images/debian-arm64-13.qcow2 (build.sh --arch arm64) and devmachines/debian-arm64:13.
  *
@@ -23,7 +27,8 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
-import { copyFile, link, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { homedir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ExecaError } from "execa";
@@ -86,7 +91,7 @@ export function runtimeInputs(root = ROOT): string[] {
   return ["Dockerfile", ".dockerignore", ...allowed];
 }
 
-const STEPS = ["base", "build", "runtime", "disk", "machine"] as const;
+const STEPS = ["base", "build", "runtime", "disk", "machine", "capture"] as const;
 type Step = (typeof STEPS)[number];
 
 class UsageError extends Error {}
@@ -410,6 +415,105 @@ async function stepMachine(d: Docker, o: Options, g: Guest): Promise<{ built: bo
   return { built: true, note: `inputs ${hash.slice(0, 12)}, ${await imageSize(d, MACHINE_TAGS[0]!)}` };
 }
 
+/** Labels of a machine image that carries a captured ready state. */
+const CAPTURE_LABEL = "io.devmachines.capture";
+const CAPTURE_FROM_LABEL = "io.devmachines.capture.from";
+/** The generic first boot that is captured: the default size, NAT, TCG (see runtime/src/plan/clone.ts CAPTURE). */
+const CAPTURE_ENV = {
+  CPU: "2", MEMORY: "2G", STORAGE: "20G", USER: "devmachines-capture", HOSTNAME: "devmachines-capture",
+  NETWORK: "NAT", ACCEL: "tcg", ON_STOP: "suspend", SNAPSHOT: "off", DEVMACHINES_CAPTURE: "1",
+};
+/** Guest boots on this shared host wait for each other (see README: tests). */
+const BOOT_LOCK = process.env.DEVMACHINES_BOOT_LOCK ?? "/tmp/devmachines-boot.lock";
+
+export function captureCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "devmachines", "clone");
+}
+
+/**
+ * Captures the ready state of a generic first boot and adds it to the machine image (a layer
+ * with /images/clone: disk.qcow2, vmstate.bin, clone.json). The capture is a real boot of the
+ * machine image (about a minute under TCG) whose launcher saves the guest as soon as it is ready
+ * (ON_STOP=suspend) and describes it (clone.json); it is kept in the cache under a key of the
+ * machine image's id, the QEMU version and the size, so a rebuild of the same image reuses it.
+ */
+async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: boolean; note: string }> {
+  const tag = g.tags[0]!;
+  if (!(await imageId(d, tag))) throw new BuildError(`${tag} is missing: run \`npm run images -- --only machine\` first`);
+  const captured = await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_LABEL}" }}`);
+  if (!o.force && captured) return { built: false, note: `${tag} carries capture ${captured.slice(0, 12)}` };
+  // A forced capture starts again from the image without one.
+  const from = (captured && (await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_FROM_LABEL}" }}`))) || (await imageId(d, tag))!;
+  const qemu = String((await execa(d.bin, ["run", "--rm", "--entrypoint", "qemu-system-x86_64", from, "--version"])).stdout).split("\n")[0]!.trim();
+  const size = `${CAPTURE_ENV.CPU}x${CAPTURE_ENV.MEMORY}x${CAPTURE_ENV.STORAGE}`;
+  const key = createHash("sha256").update(`${from}\0${qemu}\0${size}`).digest("hex").slice(0, 32);
+  const dir = join(captureCacheDir(), key);
+  let note = `cached in ${dir}`;
+  if (o.force || !existsSync(join(dir, "clone.json"))) {
+    await captureBoot(d, from, dir);
+    note = `captured into ${dir}`;
+  } else log(`reusing the capture in ${dir} (machine image ${from.slice(7, 19)}, ${qemu}, ${size}): no boot needed`);
+  const dockerfile = [
+    `FROM ${from}`,
+    "COPY disk.qcow2 vmstate.bin clone.json /images/clone/",
+    `LABEL ${CAPTURE_LABEL}="${key}" ${CAPTURE_FROM_LABEL}="${from}"`,
+    "",
+  ].join("\n");
+  const oldId = await imageId(d, tag);
+  const progress = d.buildkit ? ["--progress=plain"] : [];
+  log(`$ ${d.bin} build -f - ${g.tags.map((t) => `-t ${t}`).join(" ")} ${dir}`);
+  await execa(d.bin, ["build", ...progress, "-f", "-", ...g.tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
+  if (oldId !== from) await removeReplaced(d, oldId, tag);
+  const meta = JSON.parse(await readFile(join(dir, "clone.json"), "utf8")) as { disk: { bytes: number }; stateBytes: number };
+  return { built: true, note: `${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tag)}` };
+}
+
+/** Boots the generic machine until it is ready and saved, printing its progress (never silent for long). */
+async function captureBoot(d: Docker, image: string, dir: string): Promise<void> {
+  const partial = `${dir}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { recursive: true });
+  const name = `dm-capture-${process.pid}`;
+  const args = [
+    "run", "--rm", "--name", name, "--stop-timeout", "120", "-v", `${partial}:/var/lib/devmachines`,
+    ...Object.entries(CAPTURE_ENV).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+    image,
+  ];
+  const locked = existsSync("/usr/bin/flock");
+  log(`capturing: booting ${image.slice(7, 19)} once (about a minute under TCG${locked ? `, after other boots holding ${BOOT_LOCK}` : ""}); progress follows`);
+  const started = Date.now();
+  let last = "waiting for the boot lock";
+  const heartbeat = setInterval(() => log(`capture: ${((Date.now() - started) / 1000).toFixed(0)} s, ${last}`), 10_000);
+  try {
+    const child = locked ? execa("flock", [BOOT_LOCK, d.bin, ...args], { all: true, reject: false }) : execa(d.bin, args, { all: true, reject: false });
+    child.all!.setEncoding("utf8");
+    let buffer = "";
+    child.all!.on("data", (chunk: string) => {
+      buffer += chunk;
+      let newline: number;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline).replace(/\r$/, "");
+        buffer = buffer.slice(newline + 1);
+        if (line.startsWith("devmachines: ")) {
+          last = line.slice(13, 140);
+          log(`capture: ${last}`);
+        } else if (line.trim()) last = `guest: ${line.trim().slice(0, 100)}`;
+      }
+    });
+    const result = await child;
+    if (result.exitCode !== 0) throw new BuildError(`the capture boot exited with ${result.exitCode} (its log is above); nothing was cached`);
+  } finally {
+    clearInterval(heartbeat);
+    await execa(d.bin, ["rm", "-f", name], { reject: false });
+  }
+  for (const file of ["disk.qcow2", "vmstate.bin", "clone.json"]) {
+    if (!existsSync(join(partial, file))) throw new BuildError(`the capture finished without ${file} in ${partial}`);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await rename(partial, dir);
+  log(`captured in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -440,6 +544,7 @@ async function main(): Promise<void> {
     ...o.guests.flatMap((g): typeof plan => [
       ["disk", `guest disk ${relative(ROOT, g.disk)} (${g.arch})`, () => stepDisk(o, g)],
       ["machine", `machine image ${g.tags.join(", ")}`, () => stepMachine(d, o, g)],
+      ...(g.arch === "x86_64" ? [["capture", `ready state of a first boot in ${g.tags[0]}`, () => stepCapture(d, o, g)] as (typeof plan)[number]] : []),
     ]),
   ];
   for (const [i, [step, title, fn]] of plan.entries()) {

@@ -6,7 +6,7 @@
  *   --dry-run   print the whole plan as one JSON object and change nothing
  *   --health    exit 0 when the VM is ready (the image's HEALTHCHECK)
  */
-import { readFileSync, statSync } from "node:fs";
+import { openSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
@@ -18,13 +18,16 @@ import { readSaltKey, storeSaltKey, type SaltKey } from "./apply/saltKey.js";
 import { writeSeedIso } from "./apply/seed.js";
 import { checkVncSocket, prepareVncSocket } from "./apply/vnc.js";
 import { completeSave, consumeSavedState, readSavedState, setAside } from "./apply/suspend.js";
+import { copyCloneDisk, readCloneFacts, removeCloneDisk, writeCaptureMeta } from "./apply/clone.js";
+import { CAPTURE, clonePaths, sha256Text } from "./plan/clone.js";
+import { resealInput, runReseal } from "./supervise/reseal.js";
 import { OVERLAY_NAME } from "./plan/disk.js";
 import { suspendPaths } from "./plan/suspend.js";
 import { setGuestClock } from "./supervise/guestAgent.js";
 import { checkBridgePrerequisites, setupBridge, type BridgeHandle } from "./network/bridge.js";
 import { defaultRunner, discoverNetwork } from "./network/discover.js";
 import { withDockerUpstream } from "./network/resolverProbe.js";
-import { dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
+import { cloneHardwareFor, dryRunReport, planLaunch, type LaunchPlan } from "./plan/index.js";
 import type { HostIdentity } from "./plan/accel.js";
 import { runPaths } from "./plan/qemu.js";
 import { planArch } from "./plan/arch.js";
@@ -66,7 +69,7 @@ async function locate(config: LauncherConfig): Promise<LocationPlan> {
   return planLocations(config, await discoverLocations(), { ...DEFAULTS, runDir: RUN_DIR });
 }
 
-async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity; salt: SaltKey }> {
+async function prepare(config: LauncherConfig, locations: LocationPlan): Promise<{ plan: LaunchPlan; host?: HostIdentity; salt: SaltKey; config: LauncherConfig }> {
   const disksDir = locations.disksDir.path;
   // The architecture first: it names the QEMU binary, and a guest of another architecture
   // than the host's has no KVM to probe. A mismatch with ARCH stops here, before any change.
@@ -79,13 +82,16 @@ async function prepare(config: LauncherConfig, locations: LocationPlan): Promise
     // Read before anything of this start touches the disk: its stamp must be QEMU's of the save.
     readSavedState(suspendPaths(disksDir), join(disksDir, OVERLAY_NAME)),
   ]);
+  // The machine image's captured ready state: only a new machine can start from it.
+  const cloneFacts = config.snapshot === "auto" && !disk.overlay ? await readCloneFacts(clonePaths()) : undefined;
   const stateThere = savedFacts.stateBytes !== undefined || savedFacts.meta !== undefined || savedFacts.metaProblem !== undefined;
   const saved = stateThere ? { facts: savedFacts, qemu: (accel.host ?? (await readHostIdentity(arch.binary))).qemu } : undefined;
   const network = await withDockerUpstream(discovered, config);
-  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }) }, locations, RUN_DIR, arch);
+  const clone = cloneFacts && { facts: cloneFacts, qemu: (accel.host ?? (await readHostIdentity(arch.binary))).qemu };
+  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }), ...(clone && { clone }) }, locations, RUN_DIR, arch);
   // QEMU replaces whatever file is at a VNC socket's path: refused before anything is made.
   await checkVncSocket(plan.vnc);
-  return { plan, host: accel.host, salt };
+  return { plan, host: accel.host, salt, config };
 }
 
 async function dryRun(): Promise<ExitCodeValue> {
@@ -109,6 +115,11 @@ async function run(): Promise<ExitCodeValue> {
   await ensureFreeSpace(disksDir, "DISKS_DIR");
   const lock = lockDisksDir(disksDir, "DISKS_DIR");
   const { plan, host, salt } = await prepare(config, locations);
+  let cloning = plan.clone.action === "clone";
+  let cloneResealed = false;
+  // `npm run images` captures the generic first boot: it is saved as soon as it is ready.
+  const capturing = process.env.DEVMACHINES_CAPTURE === "1";
+  log(`snapshot: ${plan.clone.reason}`);
   for (const warning of [...warnings, ...(lock.warning ? [lock.warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings]) {
     log(`warning: ${warning}`);
   }
@@ -157,7 +168,9 @@ async function run(): Promise<ExitCodeValue> {
       const repaired = await checkOverlay(plan.disk.overlayPath);
       if (repaired) log(`disk: ${repaired}`);
     }
-    await applyDisk(plan.disk);
+    // A clone: the captured disk is copied (and checked) before its state may be loaded onto it.
+    const cloneFd = resumeFd === undefined ? await startClone(plan) : undefined;
+    if (cloneFd === undefined) await applyDisk(plan.disk);
     if (plan.arch.firmware) {
       // A new disk gets a new variable store: boot entries belong to the disk they point into.
       const vars = await ensureEfiVars(plan.arch.firmware, plan.disk.action === "create");
@@ -191,6 +204,17 @@ async function run(): Promise<ExitCodeValue> {
           diskFull: { dir: disksDir, minFreeBytes: MIN_FREE_BYTES },
           ...(config.onStop === "suspend" && { suspendTo: savedPaths.partial }),
           ...(resumeFd !== undefined && { resumeFd }),
+          ...(cloneFd !== undefined && {
+            resumeFd: cloneFd,
+            // The copy of the captured disk must not be booted as this machine: it holds the capture's identity.
+            beforeColdBoot: async () => {
+              cloneResealed = false;
+              cloning = false;
+              log("clone: the captured state did not load; replacing the copied disk with a new one and booting");
+              await removeCloneDisk(plan.disk);
+              await applyDisk(plan.disk);
+            },
+          }),
           onSerialData: consoles.onSerialData,
           onKvmFailure: async (reason) => {
             // KVM only ever runs after discoverAccel read the host (ACCEL=auto or kvm with a usable /dev/kvm)
@@ -221,18 +245,41 @@ async function run(): Promise<ExitCodeValue> {
                   (error: Error) => log(`warning: the guest's clock could not be set (${error.message}); it runs behind until NTP corrects it`),
                 );
               } else log(`cloud-init finished after ${seconds()} s`);
+              if (cloning && supervisor.resumed) {
+                // Healthy only once resealed: until then the guest is the capture, not this machine.
+                try {
+                  const input = resealInput(config, plan.cloudInit, salt.key, { user: plan.clone.action === "clone" ? plan.clone.meta.captureUser : CAPTURE.user, hostname: CAPTURE.hostname });
+                  const steps = await runReseal(plan.paths.guestAgentSocket, input, config.readyTimeoutSeconds * 1000);
+                  cloneResealed = true;
+                  log(`clone: resealed after ${seconds()} s (${steps}): new host keys, machine-id, random seed; host name ${config.hostname}; users ${config.users.map((user) => user.name).join(", ")}${config.userData ? "; USER_DATA applied by cloud-init" : ""}`);
+                } catch (error) {
+                  log(`error: clone: the reseal failed (${(error as Error).message}); stopping the guest and removing its disk, so the next start begins anew`);
+                  supervisor.abort("the clone could not be resealed");
+                  return;
+                }
+              }
               log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
               seen.ssh = true;
               // A stop may have begun while SSH was checked: never report a stopping VM as ready.
               if (finished || supervisor.stopRequested) return;
               await writeState(plan.paths.state, { phase: "ready", ssh, accel: supervisor.accel });
               stopLiveness = watchSsh(plan.paths.state, ssh, () => !finished && !supervisor.stopRequested);
-              log(`ready after ${seconds()} s${supervisor.resumed ? " (resumed)" : ""} under ${supervisor.accel?.toUpperCase() ?? "?"}: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
+              if (capturing) {
+                log("capture: the generic first boot is ready; saving its state");
+                process.kill(process.pid, "SIGTERM");
+              }
+              log(`ready after ${seconds()} s${cloning ? " (cloned)" : supervisor.resumed ? " (resumed)" : ""} under ${supervisor.accel?.toUpperCase() ?? "?"}: ${config.users.map((user) => user.name).join(", ")} can log in with ssh`);
             })().catch((error: unknown) => log(`readiness check failed: ${(error as Error).message}`));
           });
         },
       );
       await finishSuspend(plan, activeSupervisor);
+      // A clone that never became this machine is not kept: the next start clones or boots cleanly.
+      if (cloneFd !== undefined && cloning && !cloneResealed && !activeSupervisor?.saved) {
+        await removeCloneDisk(plan.disk).catch((error: Error) => log(`warning: could not remove the unsealed clone's disk: ${error.message}`));
+        log("clone: the unsealed disk was removed");
+      }
+      if (capturing && activeSupervisor?.saved) await finishCapture(plan, config);
       return code;
     } finally {
       clearTimeout(readyTimer);
@@ -245,6 +292,45 @@ async function run(): Promise<ExitCodeValue> {
     // A teardown problem is reported, but the guest's own outcome stays the exit code.
     await bridge?.undo().catch((error: unknown) => log(`warning: ${(error as Error).message}`));
   }
+}
+
+/**
+ * A clone's start: copies the captured disk into place and opens the captured state for QEMU's
+ * `-incoming`. A copy that fails or does not match the capture leaves nothing behind and the
+ * machine boots instead (undefined).
+ */
+async function startClone(plan: LaunchPlan): Promise<number | undefined> {
+  if (plan.clone.action !== "clone") return undefined;
+  const started = Date.now();
+  try {
+    await copyCloneDisk(plan.disk, plan.clone.paths, plan.clone.meta);
+    const fd = openSync(plan.clone.paths.state, "r");
+    log(`clone: copied the captured disk (${(plan.clone.meta.disk.bytes / 2 ** 20).toFixed(0)} MiB, sha256 checked) in ${Date.now() - started} ms; restoring ${plan.clone.paths.state}`);
+    return fd;
+  } catch (error) {
+    await removeCloneDisk(plan.disk);
+    log(`warning: clone: ${(error as Error).message}; the guest boots instead`);
+    return undefined;
+  }
+}
+
+/** The capture's description beside the saved state (clone.json): what a clone must match. */
+async function finishCapture(plan: LaunchPlan, config: LauncherConfig): Promise<void> {
+  const disksDir = plan.locations.disksDir.path;
+  const meta = await writeCaptureMeta(disksDir, {
+    format: 1,
+    qemu: (await readHostIdentity(plan.arch.binary)).qemu,
+    accel: "tcg",
+    arch: plan.arch.arch,
+    hardware: cloneHardwareFor(plan.argsFor("tcg"), plan.disk.overlayPath, [plan.paths.dir, plan.locations.socketsDir.path]),
+    cpu: config.cpu,
+    memoryBytes: config.memoryBytes,
+    storageBytes: config.storageBytes,
+    base: plan.disk.base,
+    networkConfig: sha256Text(plan.cloudInit.networkConfig),
+    captureUser: config.users[0]!.name,
+  });
+  log(`capture: ${meta.disk.bytes} bytes of disk and ${meta.stateBytes} bytes of state described in ${join(disksDir, "clone.json")}`);
 }
 
 /** After QEMU exited: a completed save is put in place for the next start; a partial one is removed. */

@@ -16,7 +16,7 @@ function config(overrides: Partial<LauncherConfig> = {}): LauncherConfig {
     cpu: 2, memoryBytes: 1024 ** 3, storageBytes: 20 * 1024 ** 3,
     users: [{ name: "dev", sshKeys: [ED25519], sudo: true }],
     network: "NAT", ports: [], dns: [], accel: "tcg", hostname: "box",
-    baseImage: "/images/base.qcow2", disksDir: "/var/lib/devmachines", ephemeral: false, graceSeconds: 60, onStop: "poweroff", readyTimeoutSeconds: 600,
+    baseImage: "/images/base.qcow2", disksDir: "/var/lib/devmachines", ephemeral: false, graceSeconds: 60, onStop: "poweroff", snapshot: "auto", readyTimeoutSeconds: 600,
     ...overrides,
   };
 }

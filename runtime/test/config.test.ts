@@ -27,6 +27,7 @@ test("a minimal environment gives a complete configuration with documented defau
     ephemeral: false,
     graceSeconds: 8,
     onStop: "poweroff",
+    snapshot: "auto",
     readyTimeoutSeconds: 600,
   });
 });

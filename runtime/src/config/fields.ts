@@ -133,6 +133,9 @@ export const accelField = z.enum(["auto", "kvm", "tcg"], { message: "must be aut
 /** ON_STOP: what SIGTERM (docker stop) does to the guest. */
 export const onStopField = z.enum(["poweroff", "suspend"], { message: "must be poweroff or suspend" });
 
+/** SNAPSHOT: whether a new machine may start from the machine image's captured ready state (plan/clone.ts). */
+export const snapshotField = z.enum(["auto", "off"], { message: "must be auto or off" });
+
 /** ARCH: the guest's architecture, uname -m names; Debian's amd64/arm64 are accepted too. */
 export const archField = z
   .string()

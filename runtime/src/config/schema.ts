@@ -17,6 +17,7 @@ import {
   memoryField,
   networkField,
   onStopField,
+  snapshotField,
   passwordField,
   passwordHashField,
   portsField,
@@ -70,6 +71,11 @@ export interface LauncherConfig {
    * beside the disk instead, and the next start resumes it (see supervise/suspend.ts).
    */
   onStop: "poweroff" | "suspend";
+  /**
+   * SNAPSHOT: `auto` lets a new machine whose size and hardware match start from the machine
+   * image's captured ready state and be resealed (plan/clone.ts); `off` always cold-boots.
+   */
+  snapshot: "auto" | "off";
   /** How long the guest may take to become ready before the health check turns unhealthy. */
   readyTimeoutSeconds: number;
 }
@@ -85,6 +91,7 @@ export const DEFAULTS = {
   network: "NAT",
   accel: "auto",
   onStop: "poweroff",
+  snapshot: "auto",
   /**
    * Seconds between SIGTERM and killing QEMU. It must fit inside the container's stop timeout
    * (Docker's and compose's default: 10 s), with room for QEMU's quit (immediate in practice,
@@ -160,6 +167,7 @@ const envSchema = z.object({
   EPHEMERAL: booleanField.optional(),
   GRACE_SECONDS: secondsField.optional(),
   ON_STOP: onStopField.default(DEFAULTS.onStop),
+  SNAPSHOT: snapshotField.default(DEFAULTS.snapshot),
   READY_TIMEOUT: secondsField.refine((seconds) => seconds > 0, "must be at least 1 second").optional(),
 });
 
@@ -239,6 +247,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
     EPHEMERAL: value("EPHEMERAL"),
     GRACE_SECONDS: value("GRACE_SECONDS"),
     ON_STOP: value("ON_STOP")?.toLowerCase(),
+    SNAPSHOT: value("SNAPSHOT")?.toLowerCase(),
     READY_TIMEOUT: value("READY_TIMEOUT"),
   };
 
@@ -408,6 +417,7 @@ export function parseConfig(env: Record<string, string | undefined>, readFile: F
       ephemeral: env2.EPHEMERAL ?? false,
       graceSeconds: env2.GRACE_SECONDS ?? DEFAULTS.graceSeconds,
       onStop: env2.ON_STOP,
+      snapshot: env2.SNAPSHOT,
       readyTimeoutSeconds: env2.READY_TIMEOUT ?? DEFAULTS.readyTimeoutSeconds,
     },
   };

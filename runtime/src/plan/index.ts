@@ -9,6 +9,7 @@ import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
 import { planVnc, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
 import type { VncSpec } from "../config/vnc.js";
+import { clonePaths, hardwareHash, planClone, sha256Text, type CloneFacts, type ClonePlan } from "./clone.js";
 import { machineHash, planResume, suspendPaths, type ResumePlan, type SavedStateFacts, type SuspendPaths } from "./suspend.js";
 
 /** ON_STOP and the saved state: what SIGTERM does, and whether this start resumes. */
@@ -35,6 +36,8 @@ export interface LaunchPlan {
   /** The serial console line that says the guest is ready (cloud-init's final message carries it). */
   readyMarker: string;
   suspend: SuspendPlan;
+  /** SNAPSHOT: restore the machine image's captured ready state and reseal it, or boot (plan/clone.ts). */
+  clone: ClonePlan;
   /** The argv for either accelerator; `auto` may need both. */
   argsFor(accel: Accel): string[];
 }
@@ -47,6 +50,8 @@ export interface LaunchFacts {
   saltKey: string;
   /** The saved state in the disks folder, and the QEMU version (read only when there is one). */
   saved?: { facts: SavedStateFacts; qemu: string };
+  /** The machine image's captured ready state (absent: none shipped), and the QEMU version when there is one. */
+  clone?: { facts: CloneFacts; qemu: string | undefined; dir?: string };
 }
 
 /**
@@ -80,7 +85,33 @@ export function planLaunch(
     ? planResume(facts.saved.facts, { qemu: facts.saved.qemu, accel: accel.first, machineHash: machineHashFor(accel.first), diskAction: disk.action }, savedPaths)
     : { action: "none", reason: "no saved state: the guest boots" };
   const suspend: SuspendPlan = { onStop: config.onStop, paths: savedPaths, resume, machineHashFor };
-  return { locations, disk, network, cloudInit, paths, accel, arch, ...(vnc && { vnc }), readyMarker: READY_MARKER, suspend, argsFor };
+  const clone = planClone(
+    facts.clone?.facts,
+    {
+      snapshot: config.snapshot,
+      diskAction: disk.action,
+      ephemeral: config.ephemeral,
+      resuming: resume.action === "resume",
+      network: config.network,
+      arch: arch.arch,
+      accel: accel.first,
+      ...(accel.fallback && { accelFallback: accel.fallback }),
+      qemu: facts.clone?.qemu,
+      cpu: config.cpu,
+      memoryBytes: config.memoryBytes,
+      storageBytes: config.storageBytes,
+      base: disk.base,
+      hardware: cloneHardwareFor(argsFor(accel.first), disk.overlayPath, [paths.dir, locations.socketsDir.path]),
+      networkConfig: sha256Text(cloudInit.networkConfig),
+    },
+    clonePaths(facts.clone?.dir),
+  );
+  return { locations, disk, network, cloudInit, paths, accel, arch, ...(vnc && { vnc }), readyMarker: READY_MARKER, suspend, clone, argsFor };
+}
+
+/** The hardware a capture records and a clone must match (plan/clone.ts hardwareHash). */
+export function cloneHardwareFor(argv: readonly string[], overlayPath: string, dirs: readonly string[]): string {
+  return hardwareHash(argv, { overlayPath, dirs });
 }
 
 /** The dry run's JSON: a contract other checks rely on (README, Pulumi side, tests). */
@@ -95,6 +126,7 @@ export function dryRunReport(plan: LaunchPlan, warnings: string[]) {
     network: plan.network,
     accel,
     suspend: { onStop: plan.suspend.onStop, resume: plan.suspend.resume, savedState: plan.suspend.paths.state },
+    clone: { action: plan.clone.action, reason: plan.clone.reason },
     instanceId: plan.cloudInit.instanceId,
     warnings: [...warnings, ...(warning ? [warning] : []), ...plan.network.warnings, ...plan.cloudInit.warnings],
   };

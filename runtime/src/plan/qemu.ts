@@ -72,6 +72,10 @@ export function qemuArgs(input: QemuPlanInput, accel: Accel): string[] {
     ...input.networkArgs,
     // Entropy for the guest: sshd key generation would otherwise wait on a starved pool.
     "-device", "virtio-rng-pci",
+    // A VM generation ID (ACPI, x86 only) that changes whenever QEMU starts: a guest restored
+    // from a state (a resume, a clone) reseeds its kernel's random generator at once, so two
+    // clones of one capture never draw the same random numbers.
+    ...(machine.binary === "qemu-system-x86_64" ? ["-device", "vmgenid,guid=auto"] : []),
     "-chardev", `socket,id=qga0,path=${escapeOption(paths.guestAgentSocket)},server=on,wait=off`,
     "-device", "virtio-serial-pci",
     "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",

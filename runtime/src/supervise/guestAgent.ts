@@ -95,3 +95,57 @@ export async function setGuestClock(socketPath: string, deadlineMs: number, now:
   }
   throw lastError instanceof Error ? lastError : new GuestAgentError("the guest agent did not answer");
 }
+
+export interface GuestExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a program in the guest as root through the agent (`guest-exec`, then `guest-exec-status`
+ * until it exits), feeding `stdin` to it. The program's output comes back with its exit code.
+ * Waits for the agent to answer at all first: right after a restore it may take a moment.
+ */
+export async function guestExec(
+  socketPath: string,
+  program: { path: string; args: string[]; stdin?: string },
+  timeoutMs: number,
+): Promise<GuestExecResult> {
+  const until = Date.now() + timeoutMs;
+  const left = () => Math.max(500, until - Date.now());
+  const request = JSON.stringify({
+    path: program.path,
+    arg: program.args,
+    "capture-output": true,
+    ...(program.stdin !== undefined && { "input-data": Buffer.from(program.stdin).toString("base64") }),
+  });
+  let started: { pid?: number } | undefined;
+  for (;;) {
+    try {
+      started = (await guestAgentCommand(socketPath, "guest-exec", request, Math.min(3000, left()))) as { pid?: number };
+      break;
+    } catch (error) {
+      // An answer with an error (guest-exec disabled, no such program) will not change.
+      if (error instanceof GuestAgentError && error.agentError !== undefined) throw error;
+      if (Date.now() >= until) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  if (typeof started?.pid !== "number") throw new GuestAgentError("guest-exec answered without a pid");
+  for (;;) {
+    const status = (await guestAgentCommand(socketPath, "guest-exec-status", JSON.stringify({ pid: started.pid }), Math.min(3000, left()))) as {
+      exited?: boolean;
+      exitcode?: number;
+      signal?: number;
+      "out-data"?: string;
+      "err-data"?: string;
+    };
+    if (status.exited) {
+      const text = (data: string | undefined) => (data ? Buffer.from(data, "base64").toString("utf8") : "");
+      return { exitCode: status.exitcode ?? 128 + (status.signal ?? 0), stdout: text(status["out-data"]), stderr: text(status["err-data"]) };
+    }
+    if (Date.now() >= until) throw new GuestAgentError(`${program.path} did not finish in the guest within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -81,6 +81,11 @@ export interface SuperviseOptions {
    * The guest counts as ready once it runs again; a load that fails boots the guest from its disk.
    */
   resumeFd?: number;
+  /**
+   * Called when loading the state failed, before the guest boots from its disk instead (a
+   * clone's disk, a copy of the capture's, must be replaced by a new one first).
+   */
+  beforeColdBoot?: () => Promise<void>;
 }
 
 /** One QEMU run: which accelerator, and why it was abandoned if it was. */
@@ -242,6 +247,7 @@ export class QemuSupervisor {
           this.log(`${next.message}: exit code ${next.code}`);
         } else if (next.coldBoot) {
           this.log(`warning: ${next.reason}: the saved state cannot be resumed, so the guest boots from its disk`);
+          await this.opts.beforeColdBoot?.();
           continue; // same accelerator, same fallback; the state is consumed, so this run boots
         } else {
           this.attempts[this.attempts.length - 1]!.kvmFailure = next.reason;
@@ -384,6 +390,17 @@ export class QemuSupervisor {
     } else {
       run.child.kill("SIGKILL");
     }
+  }
+
+  /**
+   * Stops QEMU at once (no power-off, no save) and ends with a failure: the guest must not go on
+   * running (a clone whose reseal failed still carries another machine's identity).
+   */
+  abort(message: string): void {
+    const run = this.current;
+    if (!run || run.exited) return;
+    run.ctx.stopping = true;
+    this.decide(run, { kind: "exit", code: ExitCode.Failure, message });
   }
 
   /** Ends the run early with a decision: QEMU may still be alive, but the VM is dead or stuck. */
