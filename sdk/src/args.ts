@@ -38,6 +38,16 @@ export const OnStop = {
 /** What stopping the container does to the guest (ON_STOP). */
 export type OnStop = (typeof OnStop)[keyof typeof OnStop];
 
+/** Whether a new machine may start from the machine image's captured ready state (SNAPSHOT). */
+export const Snapshot = {
+  /** Restore the captured state and reseal it when size, accelerator and hardware match; boot otherwise. */
+  auto: "auto",
+  /** Always boot. */
+  off: "off",
+} as const;
+/** Whether a new machine may start from the machine image's captured ready state (SNAPSHOT). */
+export type Snapshot = (typeof Snapshot)[keyof typeof Snapshot];
+
 /** The guest's CPU architecture (`uname -m` names). */
 export const Arch = {
   /** 64-bit x86 (the default): `devmachines/debian:13`, QEMU's q35 machine, KVM on x86_64 hosts. */
@@ -180,6 +190,14 @@ export interface MachineSettingsArgs {
    * for the save (a few seconds per GiB of guest memory).
    */
   onStop?: pulumi.Input<OnStop>;
+  /**
+   * Whether a new machine starts from the machine image's captured ready state (SNAPSHOT):
+   * `auto` (default) restores it and reseals the copy as this machine (its own host keys,
+   * machine-id, host name, users, keys and user data) when its size (2 vCPU, 2 GiB, 20 GiB),
+   * accelerator (TCG), network (NAT) and hardware match the capture, which is ready in seconds
+   * instead of a boot; anything else boots as usual. `off` always boots.
+   */
+  snapshot?: pulumi.Input<Snapshot>;
   /** How long `pulumi up` waits for the VM to be ready (SSH answers, cloud-init done), in seconds. Default 600: a guest without KVM needs minutes. */
   readyTimeoutSeconds?: pulumi.Input<number>;
   /** The address users reach the Docker host at, used in `sshHost`/`sshCommand`. Default 127.0.0.1 (the local Docker Engine). */

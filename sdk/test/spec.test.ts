@@ -48,3 +48,9 @@ test("onStop: suspend reaches the container as ON_STOP with the usual long stop 
   assert.ok(sleeper.stopTimeoutSeconds >= 60, "room for saving a few GiB of guest memory");
   assert.throws(() => containerSpec("bad", { sshKeys: [KEY], onStop: "hibernate" as "suspend" }), /ON_STOP="hibernate" must be poweroff or suspend/);
 });
+
+test("snapshot: off reaches the container as SNAPSHOT; unset leaves the runtime's auto; a wrong value is refused as the container would", () => {
+  assert.equal(containerSpec("plain", { sshKeys: [KEY] }).env.SNAPSHOT, undefined);
+  assert.equal(containerSpec("cold", { sshKeys: [KEY], snapshot: "off" }).env.SNAPSHOT, "off");
+  assert.throws(() => containerSpec("bad", { sshKeys: [KEY], snapshot: "never" as "off" }), /SNAPSHOT="never" must be auto or off/);
+});

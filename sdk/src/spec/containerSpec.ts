@@ -47,6 +47,7 @@ export function containerSpec(name: string, settings: MachineSettings, context: 
     ...consoles.env,
     ...(settings.vnc !== undefined && { VNC: settings.vnc }),
     ...(settings.onStop !== undefined && { ON_STOP: settings.onStop }),
+    ...(settings.snapshot !== undefined && { SNAPSHOT: settings.snapshot }),
     // Only when given: unset, the launcher follows the image's own architecture.
     ...(settings.arch !== undefined && { ARCH: settings.arch }),
   };

@@ -43,6 +43,7 @@ const REACHES = {
   dockerNetwork: ["other"],
   graceSeconds: ["env", "other"],
   onStop: ["env"],
+  snapshot: ["env"],
   readyTimeoutSeconds: ["other"],
   sshHost: ["other"],
   // The token reaches only its file, which is always secret; the port is plain (a secret port
