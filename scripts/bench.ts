@@ -2,11 +2,15 @@
  * `npm run bench`: each subject beside its baseline in one run, figures and ratios printed
  * (never asserted). A recorded run is kept in docs/benchmarks.md.
  *
- * Usage: node --import tsx scripts/bench.ts [--only resume,launcher,disk,pulumi] [--memory 1G,2G]
+ * Usage: node --import tsx scripts/bench.ts [--only resume,clone,launcher,disk,pulumi] [--memory 1G,2G]
  *          [--counts 1,10,100,500]
  *   resume    per memory size: docker run -> healthy (cold boot, the baseline) against
  *             docker start -> healthy of the same machine suspended by docker stop (ON_STOP=suspend),
  *             with the save's time and state size. One guest boot per size: take the boot lock.
+ *   clone     docker run -> healthy of a new machine of the default size (2 vCPU, 2 GiB, 20G, TCG)
+ *             restored from the machine image's captured state and resealed, against the same
+ *             machine with SNAPSHOT=off (a cold boot), one after the other; with and without
+ *             USER_DATA; the captured state's size. Two guest boots: take the boot lock.
  *   launcher  container start -> QEMU exec, the launcher against a shell script doing the same
  *             qemu-img + seed ISO + exec in the same image (the floor), and the launcher's and
  *             QEMU's resident memory a few seconds later (no guest boot is waited for).
@@ -29,7 +33,7 @@ import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll } from "../test/
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "resume,launcher,disk,pulumi" },
+    only: { type: "string", default: "resume,clone,launcher,disk,pulumi" },
     memory: { type: "string", default: "1G,2G" },
     counts: { type: "string", default: "1,10,100,500" },
   },
@@ -77,6 +81,37 @@ async function resume(): Promise<void> {
   }
   console.log("## Resume against cold boot (TCG, 2 vCPU; healthy as Docker reports it, polled every 0.2 s)\n");
   table(["memory", "cold boot: run -> healthy (s)", "resume: start -> healthy (s)", "resume/cold", "state size", "save time", "docker stop", "resumed"], rows);
+}
+
+async function clone(): Promise<void> {
+  const key = await makeKeyPair();
+  const base = { CPU: "2", MEMORY: "2G", STORAGE: "20G", USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg" };
+  const userData = "#cloud-config\nruncmd:\n  - [sh, -c, \"echo ran > /var/tmp/ran\"]\n";
+  const rows: (string | number)[][] = [];
+  let coldSeconds = 0;
+  for (const [label, env] of [
+    ["cold boot (SNAPSHOT=off)", { ...base, SNAPSHOT: "off" }],
+    ["clone", base],
+    ["clone with USER_DATA", { ...base, USER_DATA: userData }],
+  ] as const) {
+    const name = `${PREFIX}-clone-${rows.length}`;
+    made.containers.push(name);
+    const started = Date.now();
+    await docker(["run", "-d", "--name", name, ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), MACHINE_IMAGE]);
+    await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, intervalMs: 200 });
+    const healthy = seconds(started);
+    if (rows.length === 0) coldSeconds = healthy;
+    const logs = (await containerLogs(name)).launcher;
+    const reseal = /clone: resealed after (\d+) s \(([^)]*)\)/.exec(logs);
+    const loaded = /state loaded in ([\d.]+)s/.exec(logs);
+    rows.push([label, f1(healthy), ratio(healthy, coldSeconds), loaded ? `${loaded[1]} s` : "-", reseal ? reseal[2]! : "-", /\(cloned\)/.test(logs) ? "cloned" : "booted"]);
+    await removeAll({ containers: [name] });
+  }
+  const metaText = await docker(["run", "--rm", "--entrypoint", "cat", MACHINE_IMAGE, "/images/clone/clone.json"]).catch(() => "");
+  const meta = metaText ? (JSON.parse(metaText) as { disk: { bytes: number }; stateBytes: number }) : undefined;
+  console.log("## Clone against cold boot (TCG, 2 vCPU, 2 GiB, 20G; docker run -> healthy as Docker reports it, polled every 0.2 s)\n");
+  table(["start", "run -> healthy (s)", "ratio to cold boot", "state load", "reseal steps (guest uptime)", "how"], rows);
+  if (meta) console.log(`Captured state in the machine image: disk ${(meta.disk.bytes / 2 ** 20).toFixed(0)} MiB + state ${(meta.stateBytes / 2 ** 20).toFixed(0)} MiB.\n`);
 }
 
 /** ms from the container's start to the first log line matching `pattern` (docker logs -t). */
@@ -196,6 +231,7 @@ try {
   if (only.has("pulumi")) await pulumiBench();
   if (only.has("launcher")) await launcher();
   if (only.has("resume")) await resume();
+  if (only.has("clone")) await clone();
 } finally {
   await cleanup();
 }

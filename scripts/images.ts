@@ -25,7 +25,7 @@
  * Skipping: each image carries the label `io.devmachines.inputs`, a hash of what it was built
  * from; a build is skipped when the existing image's label equals the current hash.
  */
-import { createHash } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
@@ -468,14 +468,27 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
   return { built: true, note: `${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tag)}` };
 }
 
+/** An OpenSSH ed25519 public key whose private half is thrown away at once. */
+function throwawayPublicKey(): string {
+  const x = Buffer.from(generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }).x!, "base64url");
+  const sized = (data: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    return Buffer.concat([length, data]);
+  };
+  return `ssh-ed25519 ${Buffer.concat([sized(Buffer.from("ssh-ed25519")), sized(x)]).toString("base64")} devmachines-capture`;
+}
+
 /** Boots the generic machine until it is ready and saved, printing its progress (never silent for long). */
 async function captureBoot(d: Docker, image: string, dir: string): Promise<void> {
   const partial = `${dir}.partial`;
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
   const name = `dm-capture-${process.pid}`;
+  // The capture's user needs a way in for the launcher to accept it; nobody holds this key, and
+  // every clone removes the user anyway.
   const args = [
-    "run", "--rm", "--name", name, "--stop-timeout", "120", "-v", `${partial}:/var/lib/devmachines`,
+    "run", "--rm", "--name", name, "-e", `SSH_KEYS=${throwawayPublicKey()}`, "--stop-timeout", "120", "-v", `${partial}:/var/lib/devmachines`,
     ...Object.entries(CAPTURE_ENV).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
     image,
   ];
@@ -488,12 +501,15 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
     const child = locked ? execa("flock", [BOOT_LOCK, d.bin, ...args], { all: true, reject: false }) : execa(d.bin, args, { all: true, reject: false });
     child.all!.setEncoding("utf8");
     let buffer = "";
+    const tail: string[] = [];
     child.all!.on("data", (chunk: string) => {
       buffer += chunk;
       let newline: number;
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline).replace(/\r$/, "");
         buffer = buffer.slice(newline + 1);
+        tail.push(line);
+        if (tail.length > 30) tail.shift();
         if (line.startsWith("devmachines: ")) {
           last = line.slice(13, 140);
           log(`capture: ${last}`);
@@ -501,7 +517,10 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
       }
     });
     const result = await child;
-    if (result.exitCode !== 0) throw new BuildError(`the capture boot exited with ${result.exitCode} (its log is above); nothing was cached`);
+    if (result.exitCode !== 0) {
+      console.log(tail.join("\n"));
+      throw new BuildError(`the capture boot exited with ${result.exitCode} (the end of its output is above); nothing was cached`);
+    }
   } finally {
     clearInterval(heartbeat);
     await execa(d.bin, ["rm", "-f", name], { reject: false });

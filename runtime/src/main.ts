@@ -273,12 +273,13 @@ async function run(): Promise<ExitCodeValue> {
           });
         },
       );
-      await finishSuspend(plan, activeSupervisor);
-      // A clone that never became this machine is not kept: the next start clones or boots cleanly.
-      if (cloneFd !== undefined && cloning && !cloneResealed && !activeSupervisor?.saved) {
+      // A clone that never became this machine is not kept, nor saved (a stop during the reseal
+      // with ON_STOP=suspend): the next start clones or boots cleanly.
+      if (cloneFd !== undefined && cloning && !cloneResealed) {
+        await rm(savedPaths.partial, { force: true });
         await removeCloneDisk(plan.disk).catch((error: Error) => log(`warning: could not remove the unsealed clone's disk: ${error.message}`));
-        log("clone: the unsealed disk was removed");
-      }
+        log("clone: stopped before its reseal finished: its disk was removed, so the next start begins anew");
+      } else await finishSuspend(plan, activeSupervisor);
       if (capturing && activeSupervisor?.saved) await finishCapture(plan, config);
       return code;
     } finally {
