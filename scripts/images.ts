@@ -453,8 +453,12 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
     await captureBoot(d, from, dir);
     note = `captured into ${dir}`;
   } else log(`reusing the capture in ${dir} (machine image ${from.slice(7, 19)}, ${qemu}, ${size}): no boot needed`);
+  // BuildKit resolves FROM by name only (an image id would be looked up in a registry): a
+  // temporary tag names the image without the capture for the build.
+  const fromTag = `devmachines/capture-from:${key}`;
+  await execa(d.bin, ["tag", from, fromTag]);
   const dockerfile = [
-    `FROM ${from}`,
+    `FROM ${fromTag}`,
     "COPY disk.qcow2 vmstate.bin clone.json /images/clone/",
     `LABEL ${CAPTURE_LABEL}="${key}" ${CAPTURE_FROM_LABEL}="${from}"`,
     "",
@@ -462,7 +466,11 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
   const oldId = await imageId(d, tag);
   const progress = d.buildkit ? ["--progress=plain"] : [];
   log(`$ ${d.bin} build -f - ${g.tags.map((t) => `-t ${t}`).join(" ")} ${dir}`);
-  await execa(d.bin, ["build", ...progress, "-f", "-", ...g.tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
+  try {
+    await execa(d.bin, ["build", ...progress, "-f", "-", ...g.tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
+  } finally {
+    await execa(d.bin, ["image", "rm", fromTag], { reject: false });
+  }
   if (oldId !== from) await removeReplaced(d, oldId, tag);
   const meta = JSON.parse(await readFile(join(dir, "clone.json"), "utf8")) as { disk: { bytes: number }; stateBytes: number };
   return { built: true, note: `${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tag)}` };
@@ -513,7 +521,11 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
         if (line.startsWith("devmachines: ")) {
           last = line.slice(13, 140);
           log(`capture: ${last}`);
-        } else if (line.trim()) last = `guest: ${line.trim().slice(0, 100)}`;
+        } else {
+          // The guest's console: only its last line, without terminal control sequences.
+          const text = line.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").trim();
+          if (text) last = `guest: ${text.slice(0, 100)}`;
+        }
       }
     });
     const result = await child;
