@@ -17,11 +17,11 @@ const envArgs = (env: Record<string, string>) => Object.entries(env).flatMap(([k
 const DEFAULT_SIZE = { CPU: "2", MEMORY: "2G", STORAGE: "20G", ACCEL: "tcg" };
 
 async function dryRunClone(env: Record<string, string>): Promise<{ action: string; reason: string }> {
-  const out = await docker(["run", "--rm", ...envArgs({ USER: "dev", ...DEFAULT_SIZE, ...env }), MACHINE_IMAGE, "--dry-run"]);
+  const out = await docker(["run", "--rm", ...envArgs({ USER: "dev", PASSWORD: "pw", ...DEFAULT_SIZE, ...env }), MACHINE_IMAGE, "--dry-run"]);
   return (JSON.parse(out) as { clone: { action: string; reason: string } }).clone;
 }
 
-test("clone plan (dry run): the default size clones; SNAPSHOT=off, another size and BRIDGE cold-boot, each with its reason", async (t) => {
+test("clone plan (dry run): the default size clones; SNAPSHOT=off and another size cold-boot, each with its reason; a bad SNAPSHOT is refused", async (t) => {
   if (!(await e2eAvailable(t))) return;
   const plain = await dryRunClone({});
   if (plain.action !== "clone") {
@@ -30,7 +30,7 @@ test("clone plan (dry run): the default size clones; SNAPSHOT=off, another size 
   assert.deepEqual(await dryRunClone({ SNAPSHOT: "off" }), { action: "boot", reason: "cold boot: SNAPSHOT=off" });
   assert.match((await dryRunClone({ MEMORY: "1G" })).reason, /^cold boot: CPU=2 MEMORY=1024 MiB; the state was captured at CPU=2 MEMORY=2048 MiB$/);
   assert.match((await dryRunClone({ STORAGE: "30G" })).reason, /^cold boot: STORAGE=30720 MiB/);
-  const bad = await docker(["run", "--rm", ...envArgs({ USER: "dev", ...DEFAULT_SIZE, SNAPSHOT: "sometimes" }), MACHINE_IMAGE, "--dry-run"]).catch((error: Error) => error);
+  const bad = await docker(["run", "--rm", ...envArgs({ USER: "dev", PASSWORD: "pw", ...DEFAULT_SIZE, SNAPSHOT: "sometimes" }), MACHINE_IMAGE, "--dry-run"]).catch((error: Error) => error);
   assert.ok(bad instanceof Error);
   assert.match(bad.message, /SNAPSHOT="sometimes" must be auto or off/);
 });

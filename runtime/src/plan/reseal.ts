@@ -104,7 +104,10 @@ export function resealScript(input: ResealInput): string {
           file(`${SEED_DIR}/network-config`, input.seed.networkConfig),
           `printf '%s\\n' 'datasource_list: [NoCloud]' 'datasource:' '  NoCloud:' '    fs_label: null' > ${RESEAL_DROP_IN}`,
           `trap 'rm -f ${RESEAL_DROP_IN}; rm -rf ${SEED_DIR}' EXIT`,
-          "cloud-init clean --logs >/dev/null",
+          // What `cloud-init clean` removes (all but the seed), without its 10 s of Python under
+          // TCG: the capture's cached datasource and instance would otherwise be taken as current.
+          "find /var/lib/cloud -mindepth 1 -maxdepth 1 ! -name seed -exec rm -rf {} +",
+          "rm -f /run/cloud-init/.instance-id /run/cloud-init/.ds-identify.result /run/cloud-init/status.json /run/cloud-init/result.json",
           "step cloud-init local",
           "cloud-init init --local >/dev/null",
           "step cloud-init network",
