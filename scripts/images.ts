@@ -530,6 +530,7 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
     });
     const result = await child;
     if (result.exitCode !== 0) {
+      await rm(partial, { recursive: true, force: true });
       console.log(tail.join("\n"));
       throw new BuildError(`the capture boot exited with ${result.exitCode} (the end of its output is above); nothing was cached`);
     }
@@ -543,6 +544,20 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
   await rm(dir, { recursive: true, force: true });
   await rename(partial, dir);
   log(`captured in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  await pruneCaptures(dir);
+}
+
+/** Keeps the newest captures (about 300 MB each): older ones belong to machine images since rebuilt. */
+async function pruneCaptures(keep: string, count = 3): Promise<void> {
+  const root = captureCacheDir();
+  const entries = await Promise.all(
+    (await readdir(root)).map(async (name) => ({ path: join(root, name), mtime: (await stat(join(root, name))).mtimeMs })),
+  );
+  const old = entries.filter((entry) => entry.path !== keep).sort((a, b) => b.mtime - a.mtime).slice(count - 1);
+  for (const entry of old) {
+    await rm(entry.path, { recursive: true, force: true });
+    log(`removed an older capture: ${entry.path}`);
+  }
 }
 
 // ---- main -------------------------------------------------------------------------------
