@@ -235,9 +235,24 @@ async function run(): Promise<ExitCodeValue> {
             if (isGuestText(line)) seen.guestText = true;
             if (/cloud-init/i.test(line)) seen.cloudInit = true;
           });
+          const reseal = async (supervisor: QemuSupervisor): Promise<boolean> => {
+            try {
+              const input = resealInput(config, plan.cloudInit, salt.key, { user: plan.clone.action === "clone" ? plan.clone.meta.captureUser : CAPTURE.user, hostname: CAPTURE.hostname });
+              const steps = await runReseal(plan.paths.guestAgentSocket, input, config.readyTimeoutSeconds * 1000);
+              cloneResealed = true;
+              log(`clone: resealed after ${seconds()} s (${steps}): new host keys, machine-id, random seed; host name ${config.hostname}; users ${config.users.map((user) => user.name).join(", ")}${config.userData ? "; USER_DATA applied by cloud-init" : ""}`);
+              return true;
+            } catch (error) {
+              log(`error: clone: the reseal failed (${(error as Error).message}); stopping the guest and removing its disk, so the next start begins anew`);
+              supervisor.abort("the clone could not be resealed");
+              return false;
+            }
+          };
           supervisor.onReady(() => {
             seen.cloudInitDone = true;
             void (async () => {
+              // A clone's reseal needs no correct clock: it runs beside the clock's setting.
+              const resealing = cloning && supervisor.resumed ? reseal(supervisor) : undefined;
               if (supervisor.resumed) {
                 // The guest's clock stood still while it was saved: set it before anyone can log in.
                 await setGuestClock(plan.paths.guestAgentSocket, 10_000).then(
@@ -245,19 +260,8 @@ async function run(): Promise<ExitCodeValue> {
                   (error: Error) => log(`warning: the guest's clock could not be set (${error.message}); it runs behind until NTP corrects it`),
                 );
               } else log(`cloud-init finished after ${seconds()} s`);
-              if (cloning && supervisor.resumed) {
-                // Healthy only once resealed: until then the guest is the capture, not this machine.
-                try {
-                  const input = resealInput(config, plan.cloudInit, salt.key, { user: plan.clone.action === "clone" ? plan.clone.meta.captureUser : CAPTURE.user, hostname: CAPTURE.hostname });
-                  const steps = await runReseal(plan.paths.guestAgentSocket, input, config.readyTimeoutSeconds * 1000);
-                  cloneResealed = true;
-                  log(`clone: resealed after ${seconds()} s (${steps}): new host keys, machine-id, random seed; host name ${config.hostname}; users ${config.users.map((user) => user.name).join(", ")}${config.userData ? "; USER_DATA applied by cloud-init" : ""}`);
-                } catch (error) {
-                  log(`error: clone: the reseal failed (${(error as Error).message}); stopping the guest and removing its disk, so the next start begins anew`);
-                  supervisor.abort("the clone could not be resealed");
-                  return;
-                }
-              }
+              // Healthy only once resealed: until then the guest is the capture, not this machine.
+              if (resealing && !(await resealing)) return;
               log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
               seen.ssh = true;
               // A stop may have begun while SSH was checked: never report a stopping VM as ready.

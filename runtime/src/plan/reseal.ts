@@ -81,7 +81,8 @@ export function resealScript(input: ResealInput): string {
     `printf '%s' ${quoted(input.randomSeed)} | base64 -d > /dev/urandom`,
     `if [ -d /var/lib/systemd ]; then (umask 077; printf '%s' ${quoted(input.randomSeed)} | base64 -d > /var/lib/systemd/random-seed); fi`,
     "rm -f /etc/ssh/ssh_host_*",
-    "for type in ed25519 ecdsa; do ssh-keygen -q -t $type -N '' -C \"root@$(printf '%s' " + host + ")\" -f /etc/ssh/ssh_host_${type}_key; done",
+    // The keys are made while the users are (two vCPUs); sshd is reloaded once both are done.
+    "(for type in ed25519 ecdsa; do ssh-keygen -q -t $type -N '' -C root -f /etc/ssh/ssh_host_${type}_key; done) & keys=$!",
     "step users",
     `if id -u ${input.captureUser} >/dev/null 2>&1; then pkill -KILL -u ${input.captureUser} || true; userdel -r -f ${input.captureUser} 2>/dev/null || userdel -f ${input.captureUser}; fi`,
     `rm -f ${SUDOERS}`,
@@ -93,8 +94,10 @@ export function resealScript(input: ResealInput): string {
     `hostname ${host}`,
     `grep -v -w -F ${quoted(input.captureHostname)} /etc/hosts > /etc/hosts.devmachines || true`,
     `printf '127.0.1.1 %s %s\\n' ${host} ${host} >> /etc/hosts.devmachines && mv /etc/hosts.devmachines /etc/hosts`,
-    // sshd loads its host keys when it starts: a reload (re-exec) serves the new ones.
-    "systemctl reload ssh 2>/dev/null || systemctl restart ssh",
+    "wait $keys",
+    // sshd loads its host keys when it starts: SIGHUP makes the listener re-exec and serve the
+    // new ones (systemctl costs a second under TCG; it is the fallback).
+    `if [ -s /run/sshd.pid ] && kill -HUP "$(cat /run/sshd.pid)" 2>/dev/null; then :; else systemctl reload ssh 2>/dev/null || systemctl restart ssh; fi`,
     ...(input.userData
       ? [
           "step seed",
