@@ -37,9 +37,10 @@ const BOOT_TIMEOUT_MS = 6 * 60_000;
 /** Guest settings for tests: small, TCG (this machine's KVM cannot run ordinary guests), fast to give up. */
 const guest = (key: KeyPair) => ({
   image: MACHINE_IMAGE,
+  // The default size: under TCG a new machine starts as a ready-state clone.
   cpu: 2,
-  memory: "1G",
-  storage: "8G",
+  memory: "2G",
+  storage: "20G",
   accel: "tcg" as const,
   sshKeys: [key.publicKey],
   sshHostIp: "127.0.0.1",

@@ -111,7 +111,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
       await docker([
         "run", "-d", "--name", name, "--hostname", "keeper", ...DEVICES, "--stop-timeout", "90",
         "-p", "127.0.0.1::22", "-v", `${volume}:/var/lib/devmachines`,
-        ...envArgs({ CPU: "2", MEMORY: "1G", STORAGE: storage, USER: "dev", SSH_KEYS: key.publicKey }),
+        ...envArgs({ CPU: "2", MEMORY: "2G", STORAGE: storage, USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg" }),
         MACHINE_IMAGE,
       ]);
       await waitHealthy(name, { timeoutMs: BOOT_TIMEOUT_MS, onProgress: progress(name) });
@@ -119,7 +119,8 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     };
     const rootBytes = (target: Awaited<ReturnType<typeof start>>) => ssh(target, "df --output=size -B1 / | tail -1").then(Number);
 
-    const one = await start(first, "6G");
+    // The default size under TCG: the first start is a ready-state clone, the second boots its disk.
+    const one = await start(first, "20G");
     await ssh(one, "echo kept > ~/note.txt && sync");
     const hostKey = await ssh(one, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     const sizeBefore = await rootBytes(one);
@@ -132,7 +133,7 @@ describe("a DevMachine on Docker", { concurrency: 1 }, () => {
     assert.match(stopLogs, /QEMU exited cleanly \(the guest powered off\)/);
     await docker(["rm", first]);
 
-    const two = await start(second, "8G");
+    const two = await start(second, "22G");
     assert.equal(await ssh(two, "cat ~/note.txt"), "kept");
     assert.equal(await ssh(two, "cat /etc/ssh/ssh_host_ed25519_key.pub"), hostKey, "SSH host keys survive");
     const sizeAfter = await rootBytes(two);

@@ -20,7 +20,8 @@ test("ON_STOP=suspend: docker stop saves the guest, docker start resumes it with
   after(() => removeAll({ containers: [name, other], volumes: [volume] }));
   await removeAll({ containers: [name, other], volumes: [volume] });
   const key = await makeKeyPair();
-  const env = { CPU: "2", MEMORY: "1G", STORAGE: "6G", USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg", ON_STOP: "suspend" };
+  // The default size under TCG: the first start is a ready-state clone (seconds, not a boot).
+  const env = { CPU: "2", MEMORY: "2G", STORAGE: "20G", USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg", ON_STOP: "suspend" };
   await docker([
     "run", "-d", "--name", name, "--hostname", "sleeper", "--stop-timeout", "60",
     "-p", "127.0.0.1::22", "-v", `${volume}:/var/lib/devmachines`, ...envArgs(env), MACHINE_IMAGE,
@@ -41,7 +42,7 @@ test("ON_STOP=suspend: docker stop saves the guest, docker start resumes it with
   const saved = /state saved in ([\d.]+)s: (\d+) MiB written/.exec(stopLogs);
   assert.ok(saved, stopLogs);
   assert.match(stopLogs, /suspended: \d+ MiB in \/var\/lib\/devmachines\/vmstate\.bin/);
-  t.diagnostic(`suspend: docker stop took ${stopSeconds.toFixed(1)} s; QEMU saved ${saved[2]} MiB in ${saved[1]} s (1 GiB guest)`);
+  t.diagnostic(`suspend: docker stop took ${stopSeconds.toFixed(1)} s; QEMU saved ${saved[2]} MiB in ${saved[1]} s (2 GiB guest)`);
 
   await new Promise((resolve) => setTimeout(resolve, SUSPENDED_MS));
   const startedAt = Date.now();
@@ -70,7 +71,7 @@ test("ON_STOP=suspend: docker stop saves the guest, docker start resumes it with
   await docker(["rm", name]);
   await docker([
     "run", "-d", "--name", other, "--hostname", "sleeper", "--stop-timeout", "60",
-    "-v", `${volume}:/var/lib/devmachines`, ...envArgs({ ...env, MEMORY: "1536M" }), MACHINE_IMAGE,
+    "-v", `${volume}:/var/lib/devmachines`, ...envArgs({ ...env, MEMORY: "3G" }), MACHINE_IMAGE,
   ]);
   let logs = { launcher: "", console: "" };
   // GRUB's line: the guest boots from its disk (the kernel itself prints nothing on the console).
