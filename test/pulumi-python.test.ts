@@ -46,7 +46,8 @@ test("examples/python with the real engine: package add generates and links the 
   assert.ok(existsSync(join(projectDir, ".cache", "venv", "bin", "python")), "the virtualenv is under the project's .cache");
 
   for (const [k, v] of Object.entries({
-    name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "1", memory: "lots", storage: "6G", sshPort: String(await freePort()),
+    // The default size under TCG: the machine starts as a ready-state clone.
+    name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "2", memory: "lots", storage: "20G", accel: "tcg", sshPort: String(await freePort()),
   })) await stack.config(k, v);
 
   // A bad argument fails the preview through the Python program with the component's own words,
@@ -56,7 +57,7 @@ test("examples/python with the real engine: package add generates and links the 
   assert.match(bad.stdout + bad.stderr, /memory/i);
   assert.match(bad.stdout + bad.stderr, /lots/);
   assert.doesNotMatch(bad.stdout + bad.stderr, /Traceback/, "the error is reported once, without a traceback");
-  await stack.config("memory", "1G");
+  await stack.config("memory", "2G");
 
   started = Date.now();
   await stack.pulumi(["up", "--yes", "--skip-preview"]);

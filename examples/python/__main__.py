@@ -1,7 +1,7 @@
 """One DevMachine from Python, through the SDK `pulumi package add ../../provider` generates.
 
 Settings (defaults in brackets): sshKey (required), name [workstation], cpu [2], memory [2G],
-storage [20G], sshPort [2222], image [the DevMachines image].
+storage [20G], sshPort [2222], accel [auto: KVM when it works, else TCG], image [the DevMachines image].
 """
 import pulumi
 import pulumi_devmachines as devmachines
@@ -16,6 +16,7 @@ box = devmachines.DevMachine(
     user="dev",
     ssh_keys=[config.require("sshKey")],
     ssh_port=config.get_float("sshPort") or 2222,
+    accel=config.get("accel"),
     image=config.get("image"),
     user_data="runcmd:\n  - [sh, -c, 'echo ready > /etc/motd']\n",
 )
