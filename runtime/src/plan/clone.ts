@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Accel } from "./accel.js";
 import type { BaseIdentity, DiskPlan } from "./disk.js";
+import { stateArgv } from "./suspend.js";
 
 /** Where a machine image keeps its captured ready state. */
 export const CLONE_DIR = "/images/clone";
@@ -140,18 +141,8 @@ export function planClone(facts: CloneFacts | undefined, now: CloneCandidate, pa
  * the host side of NAT's port forwards, and a resume's `-incoming`.
  */
 export function hardwareHash(argv: readonly string[], volatile: { overlayPath: string; dirs: readonly string[] }): string {
-  const normalized: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "-name" || arg === "-incoming") {
-      i++;
-      continue;
-    }
-    let value = arg.split(volatile.overlayPath).join("<disk>");
-    for (const dir of volatile.dirs) value = value.split(dir).join("<run>");
-    if (value.startsWith("user,")) value = value.split(",").filter((part) => !part.startsWith("hostfwd=")).join(",");
-    normalized.push(value);
-  }
+  const paths = [[volatile.overlayPath, "<disk>"] as const, ...volatile.dirs.map((dir) => [dir, "<run>"] as const)];
+  const normalized = stateArgv(argv, { drop: ["-name", "-incoming"], paths, hostForwards: false });
   return createHash("sha256").update(JSON.stringify(normalized)).digest("hex");
 }
 

@@ -132,16 +132,30 @@ export function planResume(facts: SavedStateFacts, now: MachineNow, paths: Suspe
  * instance, which changes with users, keys, user data, host name and network settings.
  */
 export function machineHash(argv: readonly string[], volatileDirs: readonly string[], instanceId: string): string {
+  const normalized = stateArgv(argv, { drop: ["-vnc", "-incoming"], paths: volatileDirs.map((dir) => [dir, "<run>"] as const) });
+  return createHash("sha256").update(JSON.stringify({ argv: normalized, instanceId })).digest("hex");
+}
+
+/**
+ * A QEMU argv without what carries no guest state: the `drop` options with their values, the
+ * `paths` replaced by placeholders, and (with `hostForwards: false`) NAT's host-side port
+ * forwards. What remains is the virtual machine a saved or captured state belongs to.
+ */
+export function stateArgv(
+  argv: readonly string[],
+  options: { drop: readonly string[]; paths: readonly (readonly [string, string])[]; hostForwards?: boolean },
+): string[] {
   const normalized: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "-vnc" || arg === "-incoming") {
+    if (options.drop.includes(arg)) {
       i++;
       continue;
     }
     let value = arg;
-    for (const dir of volatileDirs) value = value.split(dir).join("<run>");
+    for (const [path, placeholder] of options.paths) value = value.split(path).join(placeholder);
+    if (options.hostForwards === false && value.startsWith("user,")) value = value.split(",").filter((part) => !part.startsWith("hostfwd=")).join(",");
     normalized.push(value);
   }
-  return createHash("sha256").update(JSON.stringify({ argv: normalized, instanceId })).digest("hex");
+  return normalized;
 }
