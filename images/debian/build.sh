@@ -14,9 +14,10 @@
 #   DEBIAN_MIRROR=URL Debian mirror (default http://deb.debian.org/debian)
 #   DISK_SIZE=SIZE    virtual disk size (default 2G; the launcher's overlay grows it)
 #   CACHE_DIR=DIR     cache folder (default <repo>/.cache)
-#   STAGE_CACHE_DIR=DIR  stage tarballs (default <cache>/debian for amd64; for arm64
-#                     ~/.cache/devmachines/debian-arm64, outside the clone, because its stages
-#                     take minutes of emulation and a fresh CI clone on the same host reuses them)
+#   STAGE_CACHE_DIR=DIR  stage tarballs and the finished disk (default
+#                     ~/.cache/devmachines/debian for amd64, ~/.cache/devmachines/debian-arm64
+#                     for arm64: outside the clone, so a fresh CI clone on the same host copies
+#                     the disk, mtime kept, and finds its machine image and capture current)
 #
 # Host needs (Debian packages): debootstrap qemu-utils fdisk grub-pc-bin grub2-common
 # e2fsprogs util-linux; for arm64 also qemu-user-static binfmt-support dosfstools mtools.
@@ -57,7 +58,7 @@ done
 case $ARCH in
   amd64)
     NAME=debian-13
-    STAGES=${STAGE_CACHE_DIR:-$CACHE/debian}
+    STAGES=${STAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/devmachines/debian}
     SERIAL_TTY=ttyS0
     # no_timer_check: on a loaded host a TCG guest's early check of the IO-APIC timer can
     # miss its ticks and panic ("IO-APIC + timer doesn't work", seen with load 24 on 2 cores);
