@@ -2,8 +2,12 @@
  * `npm run bench`: each subject beside its baseline in one run, figures and ratios printed
  * (never asserted). A recorded run is kept in docs/benchmarks.md.
  *
- * Usage: node --import tsx scripts/bench.ts [--only resume,clone,launcher,disk,pulumi] [--memory 1G,2G]
+ * Usage: node --import tsx scripts/bench.ts [--only bare,resume,clone,launcher,disk,pulumi] [--memory 1G,2G]
  *          [--counts 1,10,100,500]
+ *   bare      cold boot, docker run -> SSH answers: the machine image (container + launcher) against
+ *             bare QEMU started in the same image with the launcher's own argv (from --dry-run),
+ *             a fresh overlay over the same base and the very seed the launcher made, so only the
+ *             launcher differs (the host's QEMU is another version). Two guest boots.
  *   resume    per memory size: docker run -> healthy (cold boot, the baseline) against
  *             docker start -> healthy of the same machine suspended by docker stop (ON_STOP=suspend),
  *             with the save's time and state size. One guest boot per size: take the boot lock.
@@ -28,12 +32,12 @@ import { parseArgs } from "node:util";
 import { execa } from "execa";
 import { applyDisk, readDiskFacts } from "../runtime/src/apply/disk.js";
 import { planDisk } from "../runtime/src/plan/disk.js";
-import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
-import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll } from "../test/support.js";
+import { containerLogs, docker, publishedPort, waitHealthy } from "../sdk/src/run.js";
+import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll, ssh, type KeyPair } from "../test/support.js";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "resume,clone,launcher,disk,pulumi" },
+    only: { type: "string", default: "bare,resume,clone,launcher,disk,pulumi" },
     memory: { type: "string", default: "1G,2G" },
     counts: { type: "string", default: "1,10,100,500" },
   },
@@ -52,6 +56,52 @@ const table = (head: string[], rows: (string | number)[][]) => {
   console.log("");
 };
 const seconds = (since: number) => (Date.now() - since) / 1000;
+
+/** Seconds from `since` until `ssh true` succeeds on the container's published port 22. */
+async function untilSsh(name: string, key: KeyPair, since: number): Promise<number> {
+  const port = await publishedPort(name, 22);
+  for (;;) {
+    if (seconds(since) * 1000 > BOOT_TIMEOUT_MS) throw new Error(`${name}: no SSH after ${BOOT_TIMEOUT_MS / 1000} s`);
+    if (await ssh({ host: "127.0.0.1", port, user: "dev", key }, "true", 10_000).then(() => true, () => false)) return seconds(since);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+async function bare(): Promise<void> {
+  const key = await makeKeyPair();
+  const env = { CPU: "2", MEMORY: "2G", STORAGE: "20G", USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg", SNAPSHOT: "off" };
+  const envFlags = Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+  const [subject, baseline] = [`${PREFIX}-bare-launcher`, `${PREFIX}-bare-qemu`];
+  made.containers.push(subject, baseline);
+  const work = await mkdtemp(join(tmpdir(), "dm-bench-bare-"));
+  try {
+    let started = Date.now();
+    await docker(["run", "-d", "--name", subject, "-p", "127.0.0.1::22", ...envFlags, MACHINE_IMAGE]);
+    const launcherSsh = await untilSsh(subject, key, started);
+    await waitHealthy(subject, { timeoutMs: BOOT_TIMEOUT_MS, intervalMs: 200 });
+    const launcherHealthy = seconds(started);
+    // The launcher's own argv (its dry run: what it execs) and the seed it made for this guest.
+    const plan = JSON.parse(await docker(["run", "--rm", ...envFlags, MACHINE_IMAGE, "--dry-run"])) as { qemu: { binary: string; args: string[] }; disk: { overlayPath: string; basePath: string; sizeBytes: number } };
+    await docker(["cp", `${subject}:/run/devmachines/seed.iso`, join(work, "seed.iso")]);
+    await removeAll({ containers: [subject] });
+
+    const { overlayPath, basePath, sizeBytes } = plan.disk;
+    const argv = [plan.qemu.binary, ...plan.qemu.args].map((arg) => `'${arg.replace(/'/g, "'\\''")}'`).join(" ");
+    const script = `set -e; mkdir -p /run/devmachines; qemu-img create -q -f qcow2 -F qcow2 -b ${basePath} ${overlayPath} ${sizeBytes}; exec ${argv}`;
+    started = Date.now();
+    await docker(["run", "-d", "--name", baseline, "-p", "127.0.0.1::22", "-v", `${join(work, "seed.iso")}:/run/devmachines/seed.iso:ro`,
+      "--no-healthcheck", "--entrypoint", "sh", MACHINE_IMAGE, "-c", script]);
+    const qemuSsh = await untilSsh(baseline, key, started);
+    await removeAll({ containers: [baseline] });
+    console.log("## Cold boot: the machine image against bare QEMU with the launcher's argv (TCG, 2 vCPU, 2 GiB; docker run -> first SSH command)\n");
+    table(["start", "run -> SSH (s)", "ratio to bare QEMU", "run -> healthy (s)"], [
+      ["bare QEMU (same image, argv and seed, no launcher)", f1(qemuSsh), "1.00x", "-"],
+      ["machine image (launcher)", f1(launcherSsh), ratio(launcherSsh, qemuSsh), f1(launcherHealthy)],
+    ]);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
 
 async function resume(): Promise<void> {
   const key = await makeKeyPair();
@@ -227,6 +277,7 @@ async function pulumiBench(): Promise<void> {
 
 console.log(`# npm run bench, ${new Date().toISOString()}, load ${loadavg().map((n) => n.toFixed(1)).join(" ")}, image ${MACHINE_IMAGE}\n`);
 try {
+  if (only.has("bare")) await bare();
   if (only.has("disk")) await disk();
   if (only.has("pulumi")) await pulumiBench();
   if (only.has("launcher")) await launcher();
