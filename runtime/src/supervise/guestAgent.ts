@@ -14,24 +14,34 @@ export class GuestAgentError extends Error {
     message: string,
     /** The agent answered with this error (as opposed to not answering at all). */
     readonly agentError?: string,
+    /** The command itself had been written to the agent: it may have run although no answer came. */
+    readonly commandSent = false,
   ) {
     super(message);
   }
 }
 
 /** Sends one command after a sync and resolves with its `return` value. */
-export async function guestAgentCommand(socketPath: string, command: string, argsJson: string | undefined, timeoutMs: number): Promise<unknown> {
+export async function guestAgentCommand(
+  socketPath: string,
+  command: string,
+  argsJson: string | undefined,
+  timeoutMs: number,
+  /** How long to wait for the answer once the command is written (default: what is left of `timeoutMs`). */
+  answerTimeoutMs?: number,
+): Promise<unknown> {
   const socket = net.createConnection(socketPath);
   const syncId = Math.floor(Math.random() * 2 ** 31);
   try {
     return await new Promise<unknown>((resolve, reject) => {
       let buffer = "";
       let synced = false;
-      const timer = setTimeout(() => reject(new GuestAgentError(`the guest agent did not answer ${command} within ${timeoutMs} ms`)), timeoutMs);
+      const late = (ms: number) => () => reject(new GuestAgentError(`the guest agent did not answer ${command} within ${ms} ms`, undefined, synced));
+      let timer = setTimeout(late(timeoutMs), timeoutMs);
       socket.setEncoding("latin1");
       socket.once("error", (error) => {
         clearTimeout(timer);
-        reject(new GuestAgentError(`cannot reach the guest agent at ${socketPath}: ${error.message}`));
+        reject(new GuestAgentError(`cannot reach the guest agent at ${socketPath}: ${error.message}`, undefined, synced));
       });
       socket.once("connect", () => {
         socket.write(Buffer.from([0xff]));
@@ -53,6 +63,10 @@ export async function guestAgentCommand(socketPath: string, command: string, arg
           if (!synced) {
             if (message.return === syncId) {
               synced = true;
+              if (answerTimeoutMs !== undefined) {
+                clearTimeout(timer);
+                timer = setTimeout(late(answerTimeoutMs), answerTimeoutMs);
+              }
               socket.write(`{"execute":${JSON.stringify(command)}${argsJson === undefined ? "" : `,"arguments":${argsJson}`}}\n`);
             }
             continue;
@@ -123,24 +137,27 @@ export async function guestExec(
   let started: { pid?: number } | undefined;
   for (;;) {
     try {
-      started = (await guestAgentCommand(socketPath, "guest-exec", request, Math.min(3000, left()))) as { pid?: number };
+      started = (await guestAgentCommand(socketPath, "guest-exec", request, Math.min(3000, left()), left())) as { pid?: number };
       break;
     } catch (error) {
-      // An answer with an error (guest-exec disabled, no such program) will not change.
-      if (error instanceof GuestAgentError && error.agentError !== undefined) throw error;
+      // An answer with an error (guest-exec disabled, no such program) will not change. And a
+      // guest-exec once written is never sent again: without its answer (a loaded host) it may
+      // still have started the program, and a second copy ran beside the first (seen with four
+      // clones resealing at once). Only a try that never reached the agent is repeated.
+      if (error instanceof GuestAgentError && (error.agentError !== undefined || error.commandSent)) throw error;
       if (Date.now() >= until) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
   if (typeof started?.pid !== "number") throw new GuestAgentError("guest-exec answered without a pid");
   for (;;) {
-    const status = (await guestAgentCommand(socketPath, "guest-exec-status", JSON.stringify({ pid: started.pid }), Math.min(3000, left()))) as {
-      exited?: boolean;
-      exitcode?: number;
-      signal?: number;
-      "out-data"?: string;
-      "err-data"?: string;
-    };
+    type Status = { exited?: boolean; exitcode?: number; signal?: number; "out-data"?: string; "err-data"?: string };
+    // Asking again is harmless; the agent's socket takes one client at a time (the clock is set
+    // beside the reseal), so a busy socket (connect EAGAIN) or a slow answer is asked again.
+    const status = (await guestAgentCommand(socketPath, "guest-exec-status", JSON.stringify({ pid: started.pid }), Math.min(3000, left())).catch((error: unknown) => {
+      if ((error instanceof GuestAgentError && error.agentError !== undefined) || Date.now() >= until) throw error;
+      return {} as Status;
+    })) as Status;
     if (status.exited) {
       const text = (data: string | undefined) => (data ? Buffer.from(data, "base64").toString("utf8") : "");
       return { exitCode: status.exitcode ?? 128 + (status.signal ?? 0), stdout: text(status["out-data"]), stderr: text(status["err-data"]) };
