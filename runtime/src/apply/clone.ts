@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import { clonePaths, type CloneFacts, type CloneMeta, type ClonePaths } from "../plan/clone.js";
 import type { DiskPlan } from "../plan/disk.js";
+import { fileSha256 } from "./disk.js";
 
 function isCloneMeta(value: unknown): value is CloneMeta {
   const v = value as Partial<CloneMeta> | null;
@@ -85,13 +86,9 @@ export async function writeCaptureMeta(
   facts: Omit<CloneMeta, "disk" | "stateBytes" | "capturedAt">,
 ): Promise<CloneMeta> {
   const paths = clonePaths(disksDir);
-  const hash = createHash("sha256");
-  await pipeline(fs.createReadStream(paths.disk, { highWaterMark: 4 * 2 ** 20 }), async function* (chunks: AsyncIterable<Buffer>) {
-    for await (const chunk of chunks) hash.update(chunk);
-  });
   const meta: CloneMeta = {
     ...facts,
-    disk: { bytes: (await stat(paths.disk)).size, sha256: hash.digest("hex") },
+    disk: { bytes: (await stat(paths.disk)).size, sha256: await fileSha256(paths.disk) },
     stateBytes: (await stat(paths.state)).size,
     capturedAt: new Date().toISOString(),
   };

@@ -101,6 +101,11 @@ async function baseDigest(path: string): Promise<string> {
   } catch {
     // No usable recorded digest: compute it below.
   }
+  return fileSha256(path);
+}
+
+/** A file's sha256, read as a stream. */
+export async function fileSha256(path: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");

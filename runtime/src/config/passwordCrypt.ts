@@ -35,3 +35,8 @@ export function passwordSalt(user: string, saltKey: string): string {
 export function cryptPassword(user: string, password: string, saltKey: string): string {
   return encrypt(password, `$6$${passwordSalt(user, saltKey)}`);
 }
+
+/** The crypt hash a user's password reaches the guest as: the given hash, else the password's own; none for a user without one. */
+export function userPasswordHash(user: { name: string; password?: string; passwordHash?: string }, saltKey: string): string | undefined {
+  return user.passwordHash || (user.password ? cryptPassword(user.name, user.password, saltKey) : undefined);
+}

@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import Mustache from "mustache";
 import { parse } from "yaml";
-import { cryptPassword } from "../config/passwordCrypt.js";
+import { userPasswordHash } from "../config/passwordCrypt.js";
 import type { LauncherConfig } from "../config/schema.js";
 
 /** What the launcher watches for on the serial console; cloud-init prints it when it has finished. */
@@ -45,9 +45,7 @@ function renderCloudConfig(config: LauncherConfig, saltKey: string): string {
       name: yamlValue(user.name),
       lockPassword: yamlValue(!(user.password || user.passwordHash)),
       // A plaintext password is hashed here: only its SHA-512 crypt reaches the seed and the dry run.
-      hashedPassword: user.passwordHash
-        ? yamlValue(user.passwordHash)
-        : user.password && yamlValue(cryptPassword(user.name, user.password, saltKey)),
+      hashedPassword: (user.password || user.passwordHash) && yamlValue(userPasswordHash(user, saltKey)),
       sudo: user.sudo,
       sshKeys: yamlValue(user.sshKeys),
     })),

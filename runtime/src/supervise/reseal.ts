@@ -3,7 +3,7 @@
  * fresh randomness from the host, and reports how long each of its steps took.
  */
 import { randomBytes } from "node:crypto";
-import { cryptPassword } from "../config/passwordCrypt.js";
+import { userPasswordHash } from "../config/passwordCrypt.js";
 import type { LauncherConfig } from "../config/schema.js";
 import type { CloudInitFiles } from "../plan/cloudInit.js";
 import { resealScript, type ResealInput } from "../plan/reseal.js";
@@ -14,7 +14,7 @@ export function resealInput(config: LauncherConfig, cloudInit: CloudInitFiles, s
   return {
     hostname: config.hostname,
     users: config.users.map((user) => {
-      const passwordHash = user.passwordHash ?? (user.password ? cryptPassword(user.name, user.password, saltKey) : undefined);
+      const passwordHash = userPasswordHash(user, saltKey);
       return { name: user.name, sshKeys: user.sshKeys, sudo: user.sudo, ...(passwordHash !== undefined && { passwordHash }) };
     }),
     userData: config.userData !== undefined,
