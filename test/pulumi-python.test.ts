@@ -8,10 +8,12 @@
 import { strict as assert } from "node:assert";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { createServer, type Socket } from "node:net";
+import { execa } from "execa";
 import { ROOT } from "../scripts/pulumi-env.js";
 import { engineAvailable, TestStack } from "./pulumiEngine.js";
 import { BOOT_TIMEOUT_MS, docker, freePort, MACHINE_IMAGE, makeKeyPair, removeAll, ssh } from "./support.js";
@@ -45,6 +47,14 @@ test("examples/python with the real engine: package add generates and links the 
   assert.match(await readFile(join(projectDir, "Pulumi.yaml"), "utf8"), /^packages:\n\s+devmachines: /m, "the package is recorded");
   assert.ok(existsSync(join(projectDir, ".cache", "venv", "bin", "python")), "the virtualenv is under the project's .cache");
 
+  // The engine ends its language host with SIGINT to the host's process group once it is done
+  // with the program (an error it has reported, a cancel); in a race with the program's own exit
+  // that once printed a KeyboardInterrupt traceback under the real error. Made deterministic: the
+  // runner talks to a monitor that never answers and is interrupted while it waits.
+  const interrupted = await interruptRunner(join(projectDir, ".cache", "venv", "bin", "python"), projectDir);
+  assert.equal(interrupted.exitCode, 32, "an interrupted program exits as 'already reported'");
+  assert.doesNotMatch(interrupted.all ?? "", /Traceback|KeyboardInterrupt/, "and says nothing more");
+
   for (const [k, v] of Object.entries({
     // The default size under TCG: the machine starts as a ready-state clone.
     name, sshKey: key.publicKey, image: MACHINE_IMAGE, cpu: "2", memory: "lots", storage: "20G", accel: "tcg", sshPort: String(await freePort()),
@@ -73,3 +83,30 @@ test("examples/python with the real engine: package add generates and links the 
   assert.equal((await docker(["ps", "-a", "--quiet", "--filter", `name=^${name}$`])).trim(), "", "no container is left");
   assert.equal((await docker(["volume", "ls", "--quiet", "--filter", `name=^${name}`])).trim(), "", "no volume is left");
 });
+
+/** Starts the host's exec.py on an empty program against a monitor that accepts and never
+ * answers, sends SIGINT once the runner has connected, and returns how it ended. */
+async function interruptRunner(python: string, projectDir: string) {
+  const sockets: Socket[] = [];
+  let connected!: () => void;
+  const connection = new Promise<void>((resolve) => (connected = resolve));
+  const silent = createServer((socket) => { sockets.push(socket); connected(); });
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const address = silent.address();
+  assert.ok(address && typeof address === "object");
+  const monitor = `127.0.0.1:${address.port}`;
+  const program = await mkdtemp(join(tmpdir(), "dm-python-interrupt-"));
+  try {
+    await writeFile(join(program, "__main__.py"), "");
+    const runner = execa(python, ["-u", join(ROOT, "tools", "pulumi", "language-python", "exec.py"),
+      `--monitor=${monitor}`, `--engine=${monitor}`, "--project=p", "--stack=s", `--pwd=${projectDir}`, program],
+    { all: true, reject: false });
+    await connection;
+    runner.kill("SIGINT");
+    return await runner;
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    await rm(program, { recursive: true, force: true });
+  }
+}

@@ -8,10 +8,23 @@ import asyncio
 import logging
 import os
 import runpy
+import signal
 import sys
 import traceback
 
 EXIT_REPORTED = 32
+
+
+def leave_quietly(*_: object) -> None:
+    """The engine interrupts (SIGINT) its language host's process group when it is done with the
+    program: after an error it has already reported, or on cancel. Nothing is left to say then;
+    Python's KeyboardInterrupt traceback would only bury the engine's error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_REPORTED)
+
+
+signal.signal(signal.SIGINT, leave_quietly)  # before the SDK's imports, which take a while
 
 try:
     import pulumi
@@ -65,6 +78,9 @@ def main() -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # Through the loop too: its wakeup fd makes the interrupt prompt even when the signal lands on
+    # one of gRPC's threads while the loop sleeps in poll.
+    loop.add_signal_handler(signal.SIGINT, leave_quietly)
     try:
         # A directory runs its __main__.py with the directory on sys.path (runpy does that).
         loop.run_until_complete(pulumi.runtime.run_in_stack(
