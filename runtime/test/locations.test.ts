@@ -7,6 +7,7 @@ import { discoverLocations, parseMountInfo } from "../src/locations/discover.js"
 import { planLocations, type LocationSettings } from "../src/locations/plan.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 import type { ContainerNetwork } from "../src/network/discover.js";
+import { planArch } from "../src/plan/arch.js";
 import { dryRunReport, planLaunch } from "../src/plan/index.js";
 import { parseConfig } from "../src/config/index.js";
 import { ED25519 } from "./fixtures/keys.js";
@@ -99,7 +100,7 @@ test("the launch plan puts QMP and the guest agent in /socks, serves VNC there u
     interface: "eth0", mac: "02:42:ac:11:00:02", mtu: 1500, ipv4: { address: "172.17.0.2", prefixLength: 16 }, gateway: "172.17.0.1",
     routes: [], dns: { nameservers: ["8.8.8.8"], search: [], upstream: [] }, ipv6: [], notes: [],
   };
-  const launch = planLaunch(parsed.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines");
+  const launch = planLaunch(parsed.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines", x86Host(locations));
   assert.equal(launch.disk.overlayPath, "/disks/disk.qcow2");
   assert.equal(launch.disk.basePath, "/image/ubuntu.img");
   assert.equal(launch.paths.qmpSocket, "/socks/qmp.sock");
@@ -114,7 +115,7 @@ test("the launch plan puts QMP and the guest agent in /socks, serves VNC there u
 
   const withVnc = parseConfig({ CPU: "1", MEMORY: "1G", STORAGE: "10G", USER: "dev", SSH_KEYS: ED25519, VNC: ":3" }, () => undefined);
   assert.ok(withVnc.ok);
-  const vncArgs = planLaunch(withVnc.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines").argsFor("tcg");
+  const vncArgs = planLaunch(withVnc.config, { disk: { base, overlay: undefined }, network, accel: { verdictPath: "/disks/kvm-verdict.json" }, saltKey: "5".repeat(64) }, locations, "/run/devmachines", x86Host(locations)).argsFor("tcg");
   assert.deepEqual(vncArgs.filter((_, i) => vncArgs[i - 1] === "-vnc"), [":3"], "VNC as set, and only that");
 });
 
@@ -134,3 +135,8 @@ test("discoverLocations reads the mount points and the image folder's files (lin
   assert.ok(facts.mountPoints.includes("/image/ubuntu.img"));
   assert.deepEqual(await discoverLocations({ mountinfo: join(work, "none"), imageDir: join(work, "none") }), { mountPoints: [], imageFiles: [] });
 });
+
+/** The architecture plan of an x86_64 guest on an x86_64 host, the case these tests are about. */
+function x86Host(locations: { disksDir: { path: string } }) {
+  return planArch(undefined, { host: "x86_64" }, locations.disksDir.path);
+}

@@ -4,7 +4,7 @@ import type { LocationPlan } from "../locations/plan.js";
 import type { ContainerNetwork } from "../network/discover.js";
 import { planNetwork, type NetworkPlan } from "../network/plan.js";
 import { planAccel, type Accel, type AccelFacts, type AccelPlan } from "./accel.js";
-import { planArch, type ArchPlan } from "./arch.js";
+import type { ArchPlan } from "./arch.js";
 import { planCloudInit, READY_MARKER, type CloudInitFiles } from "./cloudInit.js";
 import { planDisk, type DiskFacts, type DiskPlan } from "./disk.js";
 import { planVnc, qemuArgs, runPaths, type RunPaths } from "./qemu.js";
@@ -56,16 +56,15 @@ export interface LaunchFacts {
 
 /**
  * `locations` is decided first (planLocations), since the disk facts are read from the paths
- * it chose, and `arch` (planArch) next, since the accelerator's facts depend on it (an x86_64
- * guest on an x86_64 host when not given); `runDir` holds the run's files, its sockets go where
- * `locations` says.
+ * it chose, and `arch` (planArch) next, since the accelerator's facts depend on it; `runDir`
+ * holds the run's files, its sockets go where `locations` says.
  */
 export function planLaunch(
   config: LauncherConfig,
   facts: LaunchFacts,
   locations: LocationPlan,
   runDir: string,
-  arch: ArchPlan = planArch(undefined, { host: "x86_64" }, locations.disksDir.path),
+  arch: ArchPlan,
 ): LaunchPlan {
   const foreign = arch.kvmPossible ? undefined : { guest: arch.arch, host: arch.host };
   const accel = planAccel(config.accel, facts.accel, foreign);
