@@ -12,7 +12,9 @@ import { join } from "node:path";
 import { DEFAULTS, formatIssues, parseConfig, type LauncherConfig } from "./config/index.js";
 import { ExitCode, LauncherError, type ExitCodeValue } from "./exitCodes.js";
 import { discoverAccel, kvmVerdictPath, readHostIdentity, rememberKvmFailure } from "./apply/accel.js";
-import { applyDisk, checkOverlay, ensureFreeSpace, ensureWritableDir, MIN_FREE_BYTES, readDiskFacts } from "./apply/disk.js";
+import {
+  applyDisk, checkOverlay, completeBaseRecord, ensureFreeSpace, ensureWritableDir, fileSha256, identifyBase, MIN_FREE_BYTES, readDiskFacts,
+} from "./apply/disk.js";
 import { lockDisksDir } from "./apply/lock.js";
 import { readSaltKey, storeSaltKey, type SaltKey } from "./apply/saltKey.js";
 import { writeSeedIso } from "./apply/seed.js";
@@ -76,7 +78,7 @@ async function prepare(config: LauncherConfig, locations: LocationPlan): Promise
   const arch = planArch(config.arch, await readArchFacts(locations.baseImage.path), disksDir);
   const [discovered, disk, accel, salt, savedFacts] = await Promise.all([
     discoverNetwork(),
-    readDiskFacts(locations.baseImage.path, disksDir),
+    readDiskFacts(locations.baseImage.path, disksDir, { ephemeral: config.ephemeral }),
     discoverAccel(arch.kvmPossible ? config.accel : "tcg", disksDir, arch.binary),
     readSaltKey(disksDir),
     // Read before anything of this start touches the disk: its stamp must be QEMU's of the save.
@@ -88,7 +90,13 @@ async function prepare(config: LauncherConfig, locations: LocationPlan): Promise
   const saved = stateThere ? { facts: savedFacts, qemu: (accel.host ?? (await readHostIdentity(arch.binary))).qemu } : undefined;
   const network = await withDockerUpstream(discovered, config);
   const clone = cloneFacts && { facts: cloneFacts, qemu: (accel.host ?? (await readHostIdentity(arch.binary))).qemu };
-  const plan = planLaunch(config, { disk, network, accel, saltKey: salt.key, ...(saved && { saved }), ...(clone && { clone }) }, locations, RUN_DIR, arch);
+  const facts = { disk, network, accel, saltKey: salt.key, ...(saved && { saved }), ...(clone && { clone }) };
+  let plan = planLaunch(config, facts, locations, RUN_DIR, arch);
+  // A new disk's base is hashed after QEMU started, unless this start would clone but for the
+  // base's digest: then it is read now (a clone saves far more than the read costs).
+  if (plan.clone.action === "boot" && plan.clone.needsBaseDigest && disk.base) {
+    plan = planLaunch(config, { ...facts, disk: { ...disk, base: await identifyBase(locations.baseImage.path, disk.base) } }, locations, RUN_DIR, arch);
+  }
   // QEMU replaces whatever file is at a VNC socket's path: refused before anything is made.
   await checkVncSocket(plan.vnc);
   return { plan, host: accel.host, salt, config };
@@ -154,7 +162,7 @@ async function run(): Promise<ExitCodeValue> {
     throw new LauncherError(error.message, ExitCode.Host);
   });
   try {
-    log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason})`);
+    log(`disk: ${plan.disk.action} ${plan.disk.overlayPath} (${plan.disk.reason}); base ${baseIdentityNote(plan.disk)}`);
     const { resume, paths: savedPaths } = plan.suspend;
     if (resume.action === "set-aside") {
       log(`warning: ${resume.warning}`);
@@ -230,6 +238,13 @@ async function run(): Promise<ExitCodeValue> {
         (supervisor) => {
           activeSupervisor = supervisor;
           consoles.attach(supervisor);
+          if (plan.disk.completeRecord) {
+            // Off the start's path: QEMU's first output says it runs, then the base is hashed beside the boot.
+            const stop = supervisor.onSerialData(() => {
+              stop();
+              void completeBaseRecord(plan.disk).then((line) => log(`disk: ${line}`));
+            });
+          }
           supervisor.onSerialLine((line) => {
             seen.serialOutput = true;
             if (isGuestText(line)) seen.guestText = true;
@@ -299,6 +314,21 @@ async function run(): Promise<ExitCodeValue> {
   }
 }
 
+/** How this start knows the base, for the log. */
+function baseIdentityNote(disk: LaunchPlan["disk"]): string {
+  const sha = disk.base.sha256?.slice(0, 12);
+  switch (disk.digestFrom) {
+    case "sidecar":
+      return `sha256 ${sha} (from ${disk.basePath}.sha256)`;
+    case "record":
+      return `sha256 ${sha} (from the disk's record: the base file is unchanged since it was hashed)`;
+    case "hashed":
+      return `sha256 ${sha} (hashed now${disk.refreshRecord ? "; its file's facts recorded for the next start" : ""})`;
+    case "pending":
+      return disk.completeRecord ? "not hashed yet: it is read once QEMU runs, and its digest recorded" : "not hashed (EPHEMERAL: its record is never read again)";
+  }
+}
+
 /**
  * A clone's start: copies the captured disk into place and opens the captured state for QEMU's
  * `-incoming`. A copy that fails or does not match the capture leaves nothing behind and the
@@ -331,7 +361,8 @@ async function finishCapture(plan: LaunchPlan, config: LauncherConfig): Promise<
     cpu: config.cpu,
     memoryBytes: config.memoryBytes,
     storageBytes: config.storageBytes,
-    base: plan.disk.base,
+    // The machine images' base has a digest beside it; any other is hashed here rather than described without one.
+    base: { ...plan.disk.base, sha256: plan.disk.base.sha256 ?? (await fileSha256(plan.disk.basePath)) },
     networkConfig: sha256Text(plan.cloudInit.networkConfig),
     captureUser: config.users[0]!.name,
   });

@@ -69,6 +69,29 @@ test("planClone: every mismatch cold-boots and says which rule decided", () => {
   }
 });
 
+test("planClone: a base not hashed yet is hashed only when it could be the capture's and all else would clone", () => {
+  const { sha256: _unknown, ...unhashed } = base;
+  const file = { bytes: 400 * 2 ** 20, mtimeMs: 1, ctimeMs: 2 };
+  const withFile = { ...facts, meta: { ...meta, base: { ...base, file } } };
+  const needs = planClone(withFile, { ...now, base: { ...unhashed, file: { ...file, mtimeMs: 7 } } }, paths);
+  assert.equal(needs.action, "boot");
+  assert.equal(needs.action === "boot" && needs.needsBaseDigest, true, "same format and sizes: only the digest can tell");
+  for (const [other, why] of [
+    [{ ...unhashed, virtualSize: 2 * 2 ** 30 }, "another virtual size"],
+    [{ ...unhashed, format: "raw" }, "another format"],
+    [{ ...unhashed, file: { ...file, bytes: 2 ** 30 } }, "another file size"],
+  ] as const) {
+    const plan = planClone(withFile, { ...now, base: other }, paths);
+    assert.equal(plan.action === "boot" && plan.needsBaseDigest, undefined, why);
+    assert.match(plan.reason, /BASE_IMAGE is not the base the state was captured over \(its format or size differ\)/, why);
+  }
+  // Another rule already decides: the base is not read for nothing.
+  const cpu = planClone(withFile, { ...now, cpu: 4, base: unhashed }, paths);
+  assert.equal(cpu.action === "boot" && cpu.needsBaseDigest, undefined);
+  assert.match(cpu.reason, /CPU=4/);
+  assert.equal(planClone(withFile, { ...now, base: { ...unhashed, sha256: base.sha256, file } }, paths).action, "clone", "hashed: it clones");
+});
+
 test("planClone: a missing, unreadable or incomplete capture cold-boots", () => {
   assert.match(planClone(undefined, now, paths).reason, /ships no captured ready state/);
   assert.match(planClone({ problem: "x is not valid JSON" }, now, paths).reason, /cannot be used: x is not valid JSON/);

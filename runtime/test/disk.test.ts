@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtemp, open, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdtemp, open, readFile, readdir, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { execa } from "execa";
-import { applyDisk, checkOverlay, ensureFreeSpace, readDiskFacts } from "../src/apply/disk.js";
-import { planDisk, type DiskFacts } from "../src/plan/disk.js";
+import { applyDisk, checkOverlay, completeBaseRecord, ensureFreeSpace, readDiskFacts } from "../src/apply/disk.js";
+import { digestSource, planDisk, type DiskFacts } from "../src/plan/disk.js";
 import { ExitCode, LauncherError } from "../src/exitCodes.js";
 
 const GiB = 1024 ** 3;
@@ -267,4 +268,138 @@ test("11: a base image, disk or record that is a folder, FIFO, device or symlink
   await rm(join(disksDir, "disk.base.json"));
   await execa("mkfifo", [join(disksDir, "disk.base.json")]);
   await assert.rejects(planFor(basePath, disksDir), refusedHost(/base record .* is a FIFO/));
+});
+
+// The base's identity without reading the base when nothing changed (issue 9, benchmark 4).
+const file = { bytes: 1000, mtimeMs: 1_700_000_000_000, ctimeMs: 1_700_000_000_500 };
+
+test("digestSource: a sidecar, then a record over the same file, vouch for the base; a new disk defers; anything else is hashed now (pure)", () => {
+  const record = { ...base, file };
+  const { sha256: _pending, ...pending } = record;
+  assert.equal(digestSource({ sidecar: true, file: undefined, record: undefined, newDisk: false }), "sidecar");
+  assert.equal(digestSource({ sidecar: false, file, record: undefined, newDisk: true }), "deferred", "a new disk: hashed after QEMU started");
+  assert.equal(digestSource({ sidecar: false, file: undefined, record: undefined, newDisk: true }), "now", "a base written moments ago: its facts vouch for nothing");
+  assert.equal(digestSource({ sidecar: false, file, record, newDisk: false }), "record");
+  assert.equal(digestSource({ sidecar: false, file, record, newDisk: true }), "deferred", "EPHEMERAL: the record is not used");
+  for (const changed of [{ ...file, bytes: 1001 }, { ...file, mtimeMs: file.mtimeMs + 1 }, { ...file, ctimeMs: file.ctimeMs + 1 }]) {
+    assert.equal(digestSource({ sidecar: false, file: changed, record, newDisk: false }), "now", JSON.stringify(changed));
+  }
+  assert.equal(digestSource({ sidecar: false, file, record: base, newDisk: false }), "now", "a record from before the file's facts");
+  assert.equal(digestSource({ sidecar: false, file: undefined, record, newDisk: false }), "now", "a base written moments ago");
+  assert.equal(digestSource({ sidecar: false, file, record: pending, newDisk: false }), "deferred", "a first start cut short: same file, hashed after QEMU started");
+  assert.equal(digestSource({ sidecar: false, file, record: undefined, newDisk: false }), "deferred", "no record: planDisk refuses, no read needed");
+});
+
+test("planDisk: a record never completed is trusted only over the same file; a record is refreshed when its file's facts are stale (pure)", () => {
+  const { sha256: _pending, ...unhashed } = base;
+  const overlay = { virtualSize: 20 * GiB, ...backedByBase };
+  const created = planDisk(options, { base: { ...unhashed, file }, overlay: undefined });
+  assert.deepEqual([created.action, created.digestFrom, created.completeRecord, created.base], ["create", "pending", true, { ...unhashed, file }]);
+  assert.equal(planDisk({ ...options, ephemeral: true }, { base: { ...unhashed, file }, overlay: undefined }).completeRecord, false, "EPHEMERAL: never completed");
+
+  const again = planDisk(options, { base: { ...unhashed, file }, overlay: { ...overlay, base: { ...unhashed, file } } });
+  assert.deepEqual([again.action, again.completeRecord, again.refreshRecord], ["reuse", true, false]);
+  for (const changed of [{ ...file, ctimeMs: 1 }, undefined]) {
+    refused({ base: { ...unhashed, ...(changed && { file: changed }) }, overlay: { ...overlay, base: { ...unhashed, file } } }, {}, ExitCode.Disk,
+      /created moments before its first start stopped, before its base image was identified .*has changed since.*remove \/disks\/disk\.qcow2 and \/disks\/disk\.base\.json to start over/);
+  }
+  const sidecarNow = planDisk(options, { base: { ...base, file, digestFrom: "sidecar" }, overlay: { ...overlay, base: { ...unhashed, file } } });
+  assert.deepEqual([sidecarNow.completeRecord, sidecarNow.refreshRecord, sidecarNow.base.sha256], [false, true, base.sha256], "a digest known now completes the record");
+
+  const trusted = planDisk(options, { base: { ...base, file, digestFrom: "record" }, overlay: { ...overlay, base: { ...base, file } } });
+  assert.deepEqual([trusted.digestFrom, trusted.refreshRecord, trusted.completeRecord], ["record", false, false]);
+  const upgraded = planDisk(options, { base: { ...base, file, digestFrom: "hashed" }, overlay: { ...overlay, base } });
+  assert.deepEqual([upgraded.digestFrom, upgraded.refreshRecord, upgraded.base], ["hashed", true, { ...base, file }], "an older record gets the file's facts");
+  assert.equal(planDisk(options, { base: { ...base, digestFrom: "hashed" }, overlay: { ...overlay, base } }).refreshRecord, false, "no settled facts to record");
+});
+
+test("on real files: later starts read the base only when its file changed; a new disk's base is hashed after the start, and old records still work", async () => {
+  const dir = join(work, "quick");
+  const disksDir = join(dir, "disks");
+  await execa("mkdir", ["-p", disksDir]);
+  const basePath = join(dir, "base.raw");
+  await writeFile(basePath, Buffer.alloc(4 * 1024 ** 2, 7));
+  const digest = createHash("sha256").update(await readFile(basePath)).digest("hex");
+  const opts = { basePath, disksDir, storageBytes: 256 * 1024 ** 2, ephemeral: false };
+  const record = async () => JSON.parse(await readFile(join(disksDir, "disk.base.json"), "utf8")) as Record<string, unknown> & { file?: { mtimeMs: number } };
+  const start = async (ephemeral = false) => {
+    const plan = planDisk({ ...opts, ephemeral }, await readDiskFacts(basePath, disksDir, { ephemeral }));
+    await applyDisk(plan);
+    return plan;
+  };
+
+  // Written just now (an mtime ahead of the clock counts as that, whatever the load): its facts
+  // cannot vouch for it yet, so a first start hashes it as before.
+  const soon = new Date(Date.now() + 3_600_000);
+  await utimes(basePath, soon, soon);
+  const fresh = await start();
+  assert.deepEqual([fresh.digestFrom, fresh.completeRecord, fresh.base.file], ["hashed", false, undefined]);
+  assert.equal((await record()).sha256, digest);
+  await rm(join(disksDir, "disk.qcow2"));
+  await rm(join(disksDir, "disk.base.json"));
+
+  // A settled base: the first start does not read it; the record is completed afterwards.
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  await utimes(basePath, hourAgo, hourAgo);
+  const first = await start();
+  assert.deepEqual([first.action, first.digestFrom, first.completeRecord], ["create", "pending", true]);
+  assert.equal((await record()).sha256, undefined, "no digest yet");
+  assert.ok((await record()).file, "but the base file's facts");
+  // Stopped before the hash: the next start knows the base by its facts, and defers again.
+  const cutShort = planDisk(opts, await readDiskFacts(basePath, disksDir));
+  assert.deepEqual([cutShort.action, cutShort.completeRecord], ["reuse", true]);
+  assert.match(await completeBaseRecord(first), /base image identified after QEMU started: sha256 [0-9a-f]{12} in \d+ ms/);
+  assert.equal((await record()).sha256, digest);
+
+  // Same size, mtime and ctime: the record's digest is taken as it is, the base not read. A record
+  // claiming another digest proves it: it is believed (read, the base would be refused as another).
+  const claimed = "e".repeat(64);
+  await writeFile(join(disksDir, "disk.base.json"), JSON.stringify({ ...(await record()), sha256: claimed }));
+  const quick = await readDiskFacts(basePath, disksDir);
+  assert.deepEqual([quick.base?.sha256, quick.base?.digestFrom], [claimed, "record"]);
+  await writeFile(join(disksDir, "disk.base.json"), JSON.stringify({ ...(await record()), sha256: digest }));
+
+  // A new mtime, same content: hashed, accepted, and the record takes the new facts.
+  const dayAgo = new Date(Date.now() - 86_400_000);
+  await utimes(basePath, dayAgo, dayAgo);
+  const touched = await start();
+  assert.deepEqual([touched.action, touched.digestFrom, touched.refreshRecord], ["reuse", "hashed", true]);
+  assert.equal((await record()).file?.mtimeMs, dayAgo.getTime());
+  assert.equal((await readDiskFacts(basePath, disksDir)).base?.digestFrom, "record", "and the start after it reads nothing");
+
+  // A record written before the file's facts existed: hashed as then, accepted, upgraded.
+  await writeFile(join(disksDir, "disk.base.json"), JSON.stringify({ sha256: digest, virtualSize: 4 * 1024 ** 2, format: "raw" }));
+  const old = await start();
+  assert.deepEqual([old.action, old.digestFrom, old.refreshRecord], ["reuse", "hashed", true]);
+  assert.deepEqual((await record()).file, old.base.file);
+  assert.equal((await readDiskFacts(basePath, disksDir)).base?.digestFrom, "record");
+
+  // Other content of the same size, the mtime put back: ctime tells, the base is hashed and refused.
+  const handle = await open(basePath, "r+");
+  await handle.write(Buffer.from("other"), 0, 5, 0);
+  await handle.close();
+  await utimes(basePath, dayAgo, dayAgo);
+  await assert.rejects(planFor(basePath, disksDir), refusedDisk(/created over another base image .*Booting it over a different base would corrupt it/));
+
+  // EPHEMERAL: a fresh disk at every start; its base is never read.
+  const ephemeral = await start(true);
+  assert.deepEqual([ephemeral.action, ephemeral.digestFrom, ephemeral.completeRecord], ["create", "pending", false]);
+});
+
+test("on real files: a record never completed is refused once its base file changed; a completion over a changed base records nothing", async () => {
+  const dir = join(work, "pending");
+  const disksDir = join(dir, "disks");
+  await execa("mkdir", ["-p", disksDir]);
+  const basePath = join(dir, "base.qcow2");
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", basePath, "64M"]);
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  await utimes(basePath, hourAgo, hourAgo);
+  const plan = await planFor(basePath, disksDir);
+  await applyDisk(plan);
+  await utimes(basePath, new Date(Date.now() - 7_200_000), new Date(Date.now() - 7_200_000));
+  assert.match(await completeBaseRecord(plan), /warning: BASE_IMAGE .* changed since the disk was created over it/);
+  assert.equal((JSON.parse(await readFile(plan.identityPath, "utf8")) as { sha256?: string }).sha256, undefined, "nothing recorded");
+  const before = (await readdir(disksDir)).sort();
+  await assert.rejects(planFor(basePath, disksDir), refusedDisk(/before its base image was identified \(sha256\), and BASE_IMAGE .* has changed since/));
+  assert.deepEqual((await readdir(disksDir)).sort(), before, "the refusal changed nothing");
 });

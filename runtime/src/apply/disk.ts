@@ -10,8 +10,8 @@ import { execa } from "execa";
 import { inKernelFileSystem } from "../config/fields.js";
 import { formatBytes, MiB } from "../config/units.js";
 import { ExitCode, LauncherError } from "../exitCodes.js";
-import type { BaseIdentity, DiskFacts, DiskPlan, ImageReferences } from "../plan/disk.js";
-import { IDENTITY_NAME, OVERLAY_NAME } from "../plan/disk.js";
+import type { BaseFacts, BaseFile, DiskFacts, DiskPlan, ImageReferences, RecordedBase } from "../plan/disk.js";
+import { digestSource, IDENTITY_NAME, OVERLAY_NAME, sameFile, SETTLE_MS } from "../plan/disk.js";
 import { dirname, join } from "node:path";
 
 interface ImageInfo extends ImageReferences {
@@ -89,19 +89,37 @@ async function requireRegularFile(path: string, label: string, follow: boolean):
 }
 
 /**
- * The base's sha256: from `<base>.sha256` ("DIGEST SIZE", written at image build
- * time) when its size matches the file, else computed. The size check keeps a
- * digest from describing another image mounted over the same path.
+ * The base's sha256 as `<base>.sha256` ("DIGEST SIZE", written at image build time) says it,
+ * when its size matches the file: the size check keeps a digest from describing another image
+ * mounted over the same path. Undefined when there is no usable one.
  */
-async function baseDigest(path: string): Promise<string> {
+async function sidecarDigest(path: string): Promise<string | undefined> {
   try {
-    if ((await fileKind(`${path}.sha256`, true)) !== "file") throw new Error("no recorded digest");
+    if ((await fileKind(`${path}.sha256`, true)) !== "file") return undefined;
     const [recorded, size] = (await readFile(`${path}.sha256`, "utf8")).trim().split(/\s+/);
     if (recorded && /^[0-9a-f]{64}$/.test(recorded) && Number(size) === (await stat(path)).size) return recorded;
   } catch {
-    // No usable recorded digest: compute it below.
+    // No usable recorded digest.
   }
-  return fileSha256(path);
+  return undefined;
+}
+
+/** The base file's quick facts, when they can vouch for its content: not modified within {@link SETTLE_MS}. */
+async function settledFile(path: string): Promise<BaseFile | undefined> {
+  const stats = await stat(path);
+  if (Date.now() - stats.mtimeMs < SETTLE_MS) return undefined;
+  return { bytes: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
+}
+
+/**
+ * Hashes the base; its facts go with the digest only when they are the same after the read as
+ * before it (a file written to meanwhile gets none, and is hashed again next time).
+ */
+async function hashBase(path: string): Promise<{ sha256: string; file?: BaseFile }> {
+  const before = await settledFile(path);
+  const sha256 = await fileSha256(path);
+  const after = await settledFile(path);
+  return { sha256, ...(sameFile(before, after) && { file: before }) };
 }
 
 /** A file's sha256, read as a stream. */
@@ -111,12 +129,33 @@ export async function fileSha256(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-export async function readDiskFacts(basePath: string, disksDir: string): Promise<DiskFacts> {
-  let base: BaseIdentity | undefined;
+/** A record read back; anything else (hand-edited, cut short) is treated as no record: the disk is refused. */
+function asRecordedBase(value: unknown): RecordedBase | undefined {
+  const v = value as Partial<RecordedBase> | null;
+  const number = (x: unknown) => typeof x === "number" && Number.isFinite(x);
+  const fileOk = v?.file === undefined || (number(v.file.bytes) && number(v.file.mtimeMs) && number(v.file.ctimeMs));
+  if (typeof v !== "object" || v === null || !fileOk || !number(v.virtualSize) || typeof v.format !== "string") return undefined;
+  if (v.sha256 !== undefined && !(typeof v.sha256 === "string" && /^[0-9a-f]{64}$/.test(v.sha256))) return undefined;
+  return v as RecordedBase;
+}
+
+/** The record as applyDisk and the completion write it (atomically: through `.creating` and a rename). */
+async function writeRecord(path: string, base: RecordedBase): Promise<void> {
+  await writeFile(`${path}.creating`, `${JSON.stringify(base, null, 2)}\n`);
+  await rename(`${path}.creating`, path);
+}
+
+/**
+ * Everything a start needs to know of the base, the overlay and its record. The base is hashed
+ * only when nothing else can vouch for it (plan/disk.ts digestSource): never for a new disk
+ * (`ephemeral`: every start's disk is new), whose record is completed after QEMU started.
+ */
+export async function readDiskFacts(basePath: string, disksDir: string, options: { ephemeral?: boolean } = {}): Promise<DiskFacts> {
+  let base: BaseFacts | undefined;
   let baseReferences: ImageReferences | undefined;
   if (await requireRegularFile(basePath, "BASE_IMAGE", true)) {
-    const [info, sha256] = await Promise.all([imageInfo(basePath, "BASE_IMAGE"), baseDigest(basePath)]);
-    base = { sha256, virtualSize: info.virtualSize, format: info.format };
+    const [info, file, sidecar] = await Promise.all([imageInfo(basePath, "BASE_IMAGE"), settledFile(basePath), sidecarDigest(basePath)]);
+    base = { virtualSize: info.virtualSize, format: info.format, ...(file && { file }), ...(sidecar && { sha256: sidecar, digestFrom: "sidecar" as const }) };
     baseReferences = {
       ...(info.backingFile !== undefined && { backingFile: info.backingFile }),
       ...(info.dataFile !== undefined && { dataFile: info.dataFile }),
@@ -128,10 +167,10 @@ export async function readDiskFacts(basePath: string, disksDir: string): Promise
   if (await requireRegularFile(overlayPath, "the disk", false)) {
     // Always read as qcow2: a disk whose content was made to look like another format is not guessed at.
     const { virtualSize, backingFile, backingFormat, dataFile } = await imageInfo(overlayPath, "the disk", "qcow2");
-    let recorded: BaseIdentity | undefined;
+    let recorded: RecordedBase | undefined;
     try {
       if (await requireRegularFile(identityPath, "the disk's base record", false)) {
-        recorded = JSON.parse(await readFile(identityPath, "utf8")) as BaseIdentity;
+        recorded = asRecordedBase(JSON.parse(await readFile(identityPath, "utf8")));
       }
     } catch (error) {
       if (error instanceof LauncherError) throw error;
@@ -145,6 +184,11 @@ export async function readDiskFacts(basePath: string, disksDir: string): Promise
       ...(dataFile !== undefined && { dataFile }),
     };
   }
+  if (base) {
+    const source = digestSource({ sidecar: base.sha256 !== undefined, file: base.file, record: overlay?.base, newDisk: !overlay || options.ephemeral === true });
+    if (source === "record") base = { ...base, sha256: overlay!.base!.sha256!, digestFrom: "record" };
+    if (source === "now") base = await identifyBase(basePath, base);
+  }
   const references = baseReferences && { baseReferences };
   if (overlay) return { base, ...references, overlay };
   return {
@@ -154,6 +198,33 @@ export async function readDiskFacts(basePath: string, disksDir: string): Promise
     identityWithoutOverlay: await exists(identityPath),
     interruptedCreate: await exists(join(disksDir, `${OVERLAY_NAME}.creating`)),
   };
+}
+
+/** The base hashed now (its facts taken again, as they were during the read). */
+export async function identifyBase(basePath: string, base: BaseFacts): Promise<BaseFacts> {
+  const { file: _before, ...rest } = base;
+  const { sha256, file } = await hashBase(basePath);
+  return { ...rest, sha256, digestFrom: "hashed", ...(file && { file }) };
+}
+
+/**
+ * A new disk's record completed once QEMU runs: the base is hashed, and its digest recorded
+ * only if the file is still the one the disk was created over (same quick facts before and
+ * after the read). Returns a line for the log; never throws (the guest runs on either way, and
+ * the next start decides on what the record says).
+ */
+export async function completeBaseRecord(plan: Pick<DiskPlan, "basePath" | "identityPath" | "base">): Promise<string> {
+  const started = Date.now();
+  try {
+    const { sha256, file } = await hashBase(plan.basePath);
+    if (!sameFile(file, plan.base.file)) {
+      return `warning: BASE_IMAGE ${plan.basePath} changed since the disk was created over it (size, modification or change time), so its digest was not recorded; the next start refuses the disk unless the base is as it was`;
+    }
+    await writeRecord(plan.identityPath, { ...plan.base, sha256 });
+    return `base image identified after QEMU started: sha256 ${sha256.slice(0, 12)} in ${Date.now() - started} ms, recorded in ${plan.identityPath}`;
+  } catch (error) {
+    return `warning: the base image could not be hashed to complete ${plan.identityPath} (${(error as Error).message}); the next start tries again`;
+  }
 }
 
 /** Fails with exit code 3 when the disks folder cannot be written. */
@@ -242,13 +313,18 @@ export async function checkOverlay(path: string): Promise<string | undefined> {
 }
 
 export async function applyDisk(plan: DiskPlan): Promise<void> {
-  if (plan.action === "reuse") return;
-  if (plan.action === "grow") {
-    // qemu-img resize only changes the virtual size in the header; the data stays untouched.
-    try {
-      await execa("qemu-img", ["resize", "-f", "qcow2", plan.overlayPath, String(plan.sizeBytes)]);
-    } catch (error) {
-      throw new LauncherError(`could not grow the disk ${plan.overlayPath}: ${toolMessage(error)}`, ExitCode.Host);
+  if (plan.action !== "create") {
+    if (plan.action === "grow") {
+      // qemu-img resize only changes the virtual size in the header; the data stays untouched.
+      try {
+        await execa("qemu-img", ["resize", "-f", "qcow2", plan.overlayPath, String(plan.sizeBytes)]);
+      } catch (error) {
+        throw new LauncherError(`could not grow the disk ${plan.overlayPath}: ${toolMessage(error)}`, ExitCode.Host);
+      }
+    }
+    if (plan.refreshRecord) {
+      // A faster next start only: the record as it was still identifies the base, so a failure here is no reason to stop.
+      await writeRecord(plan.identityPath, plan.base).catch(() => rm(`${plan.identityPath}.creating`, { force: true }));
     }
     return;
   }
@@ -260,10 +336,9 @@ export async function applyDisk(plan: DiskPlan): Promise<void> {
     await execa("qemu-img", [
       "create", "-q", "-f", "qcow2", "-F", plan.baseFormat, "-b", plan.basePath, overlayTemp, String(plan.sizeBytes),
     ]);
-    await writeFile(identityTemp, `${JSON.stringify(plan.base, null, 2)}\n`);
     // Identity first: a kill between the renames leaves the identity and disk.qcow2.creating,
     // which the next start recognises as a cut-short creation (see DiskFacts.interruptedCreate).
-    await rename(identityTemp, plan.identityPath);
+    await writeRecord(plan.identityPath, plan.base);
     identityPlaced = true;
     await rename(overlayTemp, plan.overlayPath);
   } catch (error) {

@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Accel } from "./accel.js";
-import type { BaseIdentity, DiskPlan } from "./disk.js";
+import type { BaseFacts, BaseIdentity, DiskPlan } from "./disk.js";
 import { stateArgv } from "./suspend.js";
 
 /** Where a machine image keeps its captured ready state. */
@@ -90,14 +90,16 @@ export interface CloneCandidate {
   cpu: number;
   memoryBytes: number;
   storageBytes: number;
-  base: BaseIdentity;
+  /** The base as this start knows it: its digest may not be read yet (a new disk's is read after QEMU started). */
+  base: BaseFacts;
   hardware: string;
   networkConfig: string;
 }
 
 export type ClonePlan =
   | { action: "clone"; reason: string; paths: ClonePaths; meta: CloneMeta }
-  | { action: "boot"; reason: string };
+  /** `needsBaseDigest`: everything else matches, and only the base's digest can tell: hash it and plan again. */
+  | { action: "boot"; reason: string; needsBaseDigest?: true };
 
 const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
 
@@ -118,7 +120,6 @@ export function planClone(facts: CloneFacts | undefined, now: CloneCandidate, pa
     return boot(`the state was captured under ${meta.accel.toUpperCase()}, this start uses ${now.accel.toUpperCase()}${now.accelFallback ? ` (or ${now.accelFallback.toUpperCase()})` : ""}`);
   }
   if (now.qemu !== meta.qemu) return boot(`the state was captured by ${meta.qemu}, this is ${now.qemu ?? "an unknown QEMU"}`);
-  if (now.base.sha256 !== meta.base.sha256) return boot("BASE_IMAGE is not the base the state was captured over");
   if (now.cpu !== meta.cpu || now.memoryBytes !== meta.memoryBytes) {
     return boot(`CPU=${now.cpu} MEMORY=${mib(now.memoryBytes)}; the state was captured at CPU=${meta.cpu} MEMORY=${mib(meta.memoryBytes)}`);
   }
@@ -127,6 +128,14 @@ export function planClone(facts: CloneFacts | undefined, now: CloneCandidate, pa
   }
   if (now.networkConfig !== meta.networkConfig) return boot("the network settings (DNS) differ from the captured guest's, which keeps its network as it was");
   if (now.hardware !== meta.hardware) return boot("the virtual hardware differs from the captured machine's (VNC or CONSOLE_PORT add a display)");
+  // Last, as the one rule that may need the base read: only when all else would clone.
+  if (now.base.sha256 === undefined) {
+    const other = now.base.format !== meta.base.format || now.base.virtualSize !== meta.base.virtualSize ||
+      (now.base.file !== undefined && meta.base.file !== undefined && now.base.file.bytes !== meta.base.file.bytes);
+    if (other) return boot("BASE_IMAGE is not the base the state was captured over (its format or size differ)");
+    return { action: "boot", reason: "cold boot: BASE_IMAGE's digest is not known yet", needsBaseDigest: true };
+  }
+  if (now.base.sha256 !== meta.base.sha256) return boot("BASE_IMAGE is not the base the state was captured over");
   return {
     action: "clone",
     reason: `the captured ready state (${mib(meta.stateBytes)}, ${meta.capturedAt}) matches: restoring it, then resealing this machine's identity`,
