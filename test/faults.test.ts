@@ -7,11 +7,14 @@
  *    (exit 5, the lock named) and the first keeps running untouched.
  * 2. The disks folder read-only, full (a small tmpfs), its overlay deleted; the base image
  *    missing or swapped: each a clear error with its documented exit code, nothing changed.
+ *    A base image without a digest beside it is not read at the first start (its digest is
+ *    recorded once QEMU runs) nor at the next (the record's word, the file unchanged), and a
+ *    base swapped in at its path is still refused.
  * 3. dockerd restarted (a second engine of our own, never the shared one) with a
  *    `--restart unless-stopped` machine running: it comes back healthy with its data.
  *
  * Boots are expensive (a minute each under TCG here): the file boots five times in all
- * (two full boots and a cut-short one in 1, two in 3; 2 kills its only start seconds in).
+ * (two full boots and a cut-short one in 1, two in 3; 2 kills its starts seconds in).
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -219,6 +222,53 @@ describe("faults: nothing lost", { concurrency: 1 }, () => {
     assert.match(full.logs, /DISKS_DIR \/var\/lib\/devmachines is full: 64 MiB free, and a DevMachine needs at least 256 MiB there to boot/);
     assert.match(full.logs, /left in the disks folder: \[\]/, "nothing was made");
     log(`full: exit 3, ${full.logs.match(/devmachines: DISKS_DIR.*/)?.[0]}`);
+  });
+
+  test("a base image without a digest beside it: the first start does not read it and records its digest once QEMU runs; the next start takes the record's word; a swapped base is still refused", { timeout: BOOT_TIMEOUT_MS }, async (t) => {
+    if (!(await e2eAvailable(t))) return;
+    const [name, volume] = ["dm-faults-nodigest", "dm-faults-nodigest"];
+    const noDigest = join(tmpdir(), "dm-faults-nodigest.sha256");
+    const otherBase = join(tmpdir(), "dm-faults-nodigest-other.qcow2");
+    after(async () => {
+      await removeAll({ containers: [name], volumes: [volume] });
+      await rm(noDigest, { force: true });
+      await rm(otherBase, { force: true });
+    });
+    await removeAll({ containers: [name], volumes: [volume] });
+    // The image's own base, its digest beside it hidden (an empty file): as a user's image would be.
+    await writeFile(noDigest, "");
+    const hide = ["-v", `${noDigest}:/images/base.qcow2.sha256:ro`];
+    const record = async () => JSON.parse((await inVolume(volume, "cat", ["/d/disk.base.json"])).out) as { sha256?: string; file?: { bytes: number } };
+
+    // Each start is killed as soon as the launcher has said what it did: no guest boot needed.
+    await docker(["run", "-d", ...machineArgs(name, volume, hide)]);
+    await waitForLog(name, /disk: base image identified after QEMU started: sha256 [0-9a-f]{12} in \d+ ms/, 120_000);
+    await docker(["kill", name]);
+    const first = (await containerLogs(name)).launcher;
+    assert.match(first, /disk: create .*; base not hashed yet: it is read once QEMU runs/);
+    await docker(["rm", name]);
+    const sha256 = (await inVolume(volume, "sha256sum", ["/images/base.qcow2"])).out.split(" ")[0];
+    const made = await record();
+    assert.equal(made.sha256, sha256, "the record holds the base's digest");
+    assert.ok(made.file && made.file.bytes > 0, "and its file's facts");
+    log(`first start: ${first.match(/devmachines: disk: base image identified.*/)?.[0]}`);
+
+    await docker(["run", "-d", ...machineArgs(name, volume, hide)]);
+    await waitForLog(name, /started QEMU/, 120_000);
+    await docker(["kill", name]);
+    const second = (await containerLogs(name)).launcher;
+    assert.match(second, /disk: reuse .*; base sha256 [0-9a-f]{12} \(from the disk's record: the base file is unchanged since it was hashed\)/);
+    assert.doesNotMatch(second, /identified after QEMU started/, "nothing left to complete");
+    await docker(["rm", name]);
+    log(`restart: ${second.match(/devmachines: disk: reuse.*/)?.[0]}`);
+
+    // Another image at the same path: its file differs, so it is hashed, and refused.
+    await exec("qemu-img", ["create", "-q", "-f", "qcow2", otherBase, "1G"]);
+    const before = await snapshot(volume);
+    const swapped = await runToExit(name, machineArgs(name, volume, [...hide, "-v", `${otherBase}:/images/base.qcow2:ro`]));
+    assert.equal(swapped.code, 6, `swapped base: exit 6\n${swapped.logs}`);
+    assert.match(swapped.logs, /the disk in \/var\/lib\/devmachines was created over another base image .*Booting it over a different base would corrupt it/);
+    assert.equal(await snapshot(volume), before, "the volume is as it was");
   });
 
   test("dockerd restarted with a --restart unless-stopped machine running: it comes back healthy with its data", { timeout: 3 * BOOT_TIMEOUT_MS }, async (t) => {

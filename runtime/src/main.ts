@@ -239,11 +239,8 @@ async function run(): Promise<ExitCodeValue> {
           activeSupervisor = supervisor;
           consoles.attach(supervisor);
           if (plan.disk.completeRecord) {
-            // Off the start's path: QEMU's first output says it runs, then the base is hashed beside the boot.
-            const stop = supervisor.onSerialData(() => {
-              stop();
-              void completeBaseRecord(plan.disk).then((line) => log(`disk: ${line}`));
-            });
+            // Off the start's path: the base is hashed beside the guest's boot, once QEMU runs.
+            supervisor.onStarted(() => void completeBaseRecord(plan.disk).then((line) => log(`disk: ${line}`)));
           }
           supervisor.onSerialLine((line) => {
             seen.serialOutput = true;

@@ -38,6 +38,8 @@ after(() => {
 interface Result {
   code: number;
   attempts?: { accel: "kvm" | "tcg"; kvmFailure?: string }[];
+  /** How often onStarted's listener was called. */
+  started?: number;
   ready?: boolean;
   saved?: boolean;
   resumed?: boolean;
@@ -168,8 +170,9 @@ test("QEMU exiting on its own with an error -> Failure", async () => {
     graceSeconds: 1,
     baseArgs: pausedVmArgs(qmpSocket, ["-device", "no-such-device"]),
   });
-  const { exitCode } = await run.done;
+  const { exitCode, result } = await run.done;
   assert.equal(exitCode, ExitCode.Failure, run.stderr());
+  assert.equal(result.started, 1, "onStarted: once QEMU was started");
   assert.match(run.stderr(), /no-such-device/); // QEMU's own stderr is passed through
   assert.match(run.stderr(), /QEMU exited with code 1 on its own: exit code 1/);
 });
@@ -246,6 +249,7 @@ test("ACCEL=auto falls back to TCG exactly when KVM really fails the guest", asy
     assert.match(attempts[0]!.kvmFailure ?? "", /KVM internal error|internal-error|failed to set MSR|emulation failure|serial console/);
     assert.equal(attempts[1]!.accel, "tcg");
     assert.match(stderr, /warning: KVM cannot run this guest .* restarting the VM under TCG/);
+    assert.equal(result.started, 1, "onStarted: once, not again for the TCG restart");
     // the guest only got through its boot after the fallback
     assert.equal(run.stdout().match(/Kernel panic - not syncing/g)?.length, 1);
   } else {

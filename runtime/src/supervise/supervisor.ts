@@ -142,6 +142,7 @@ export class QemuSupervisor {
   private readonly lineListeners = new Set<(line: string) => void>();
   private readonly dataListeners = new Set<(data: Buffer) => void>();
   private readonly readyListeners = new Set<() => void>();
+  private readonly startedListeners = new Set<() => void>();
   private ready = false;
   private stopReason: string | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -185,6 +186,11 @@ export class QemuSupervisor {
     if (!run || run.exited || !stdin || stdin.destroyed || !stdin.writable) return false;
     stdin.write(data);
     return true;
+  }
+
+  /** Calls `listener` once, when the first QEMU process has been started. */
+  onStarted(listener: () => void): void {
+    this.startedListeners.add(listener);
   }
 
   /** Calls `listener` once the ready marker appears (at once if it already has). */
@@ -464,6 +470,8 @@ export class QemuSupervisor {
     this.current = run;
     const how = `${fallback ? `, ${fallback.toUpperCase()} if it fails before the guest is ready` : ""}${resuming ? ", resuming the saved state" : ""}`;
     this.log(`started QEMU (pid ${child.pid ?? "?"}) under ${accel === "kvm" ? "KVM" : "TCG"}${how}`);
+    for (const listener of [...this.startedListeners]) listener();
+    this.startedListeners.clear();
 
     child.stdout!.once("data", () => (run.firstOutputMs ??= Date.now() - run.startedAt));
     // QEMU exiting closes its end; a late keystroke must not crash the launcher with EPIPE.
