@@ -203,7 +203,7 @@ export function planDisk(
       throw new LauncherError(
         `the disk in ${disksDir} was created moments before its first start stopped, before its base image was identified (sha256), and BASE_IMAGE ${basePath} has changed since ` +
           `(size, modification or change time): it may be another image, and booting the disk over a different base would corrupt it. ` +
-          `Run the image it was made with; or, as that disk holds little more than a first boot, remove ${common.overlayPath} and ${common.identityPath} to start over`,
+          `Run the image it was made with; or, if the disk holds nothing you need (its first start was cut short), remove ${common.overlayPath} and ${common.identityPath} to start over`,
         ExitCode.Disk,
       );
     }
