@@ -360,6 +360,7 @@ async function finishCapture(plan: LaunchPlan, config: LauncherConfig): Promise<
     storageBytes: config.storageBytes,
     // The machine images' base has a digest beside it; any other is hashed here rather than described without one.
     base: { ...plan.disk.base, sha256: plan.disk.base.sha256 ?? (await fileSha256(plan.disk.basePath)) },
+    basePath: plan.disk.basePath,
     networkConfig: sha256Text(plan.cloudInit.networkConfig),
     captureUser: config.users[0]!.name,
   });

@@ -34,7 +34,8 @@ const meta: CloneMeta = {
 const facts = { meta, stateBytes: 5000, diskBytes: 1000 };
 const now: CloneCandidate = {
   snapshot: "auto", diskAction: "create", ephemeral: false, resuming: false, network: "NAT", arch: "x86_64", accel: "tcg",
-  qemu: meta.qemu, cpu: 2, memoryBytes: 2 * 2 ** 30, storageBytes: 20 * 2 ** 30, base, hardware: "hw", networkConfig: "net",
+  qemu: meta.qemu, cpu: 2, memoryBytes: 2 * 2 ** 30, storageBytes: 20 * 2 ** 30, base, basePath: "/images/base.qcow2", hardware: "hw",
+  networkConfig: "net",
 };
 const paths = clonePaths();
 
@@ -56,6 +57,8 @@ test("planClone: every mismatch cold-boots and says which rule decided", () => {
     [{ accel: "kvm", accelFallback: "tcg" }, /uses KVM \(or TCG\)/],
     [{ qemu: "QEMU emulator version 9.2.0" }, /captured by QEMU emulator version 10\.0\.6, this is QEMU emulator version 9\.2\.0/],
     [{ base: { ...base, sha256: "c".repeat(64) } }, /BASE_IMAGE is not the base/],
+    // The same base elsewhere: the copied disk would look for it at the captured path.
+    [{ basePath: "/image/boot.qcow2" }, /BASE_IMAGE is \/image\/boot\.qcow2, the state was captured over \/images\/base\.qcow2/],
     [{ cpu: 4 }, /CPU=4 MEMORY=2048 MiB; the state was captured at CPU=2 MEMORY=2048 MiB/],
     [{ memoryBytes: 2 ** 30 }, /MEMORY=1024 MiB/],
     [{ storageBytes: 30 * 2 ** 30 }, /STORAGE=30720 MiB; the state was captured with a 20480 MiB disk/],
@@ -174,4 +177,10 @@ test("copyCloneDisk: the copy is checked against the capture; a mismatch leaves 
   await assert.rejects(copyCloneDisk(plan, clonePaths(captureDir), { ...written, disk: { ...written.disk, sha256: "0".repeat(64) } }), /is not the captured disk's/);
   for (const file of ["disk.qcow2", "disk.qcow2.creating", "disk.base.json", "disk.base.json.creating"]) assert.ok(!existsSync(join(disksDir, file)), file);
   assert.equal(await readCloneFacts(clonePaths(disksDir)), undefined);
+});
+
+test("planClone: a capture made over another BASE_IMAGE path clones machines with that path only", () => {
+  const elsewhere = { ...facts, meta: { ...meta, basePath: "/image/boot.qcow2" } };
+  assert.equal(planClone(elsewhere, { ...now, basePath: "/image/boot.qcow2" }, paths).action, "clone");
+  assert.match(planClone(elsewhere, now, paths).reason, /BASE_IMAGE is \/images\/base\.qcow2, the state was captured over \/image\/boot\.qcow2/);
 });

@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { DEFAULTS } from "../config/schema.js";
 import type { Accel } from "./accel.js";
 import type { BaseFacts, BaseIdentity, DiskPlan } from "./disk.js";
 import { stateArgv } from "./suspend.js";
@@ -55,6 +56,9 @@ export interface CloneMeta {
   storageBytes: number;
   /** The base image under the captured overlay. */
   base: BaseIdentity;
+  /** Where that base was (BASE_IMAGE): the captured overlay's header names this path. Absent in
+   * captures made before it was recorded, which were all made over the default. */
+  basePath?: string;
   /** The captured overlay: a copy is checked against it before the state is loaded onto it. */
   disk: { bytes: number; sha256: string };
   /** sha256 of the network-config the captured guest applied (its network stays as captured). */
@@ -92,6 +96,8 @@ export interface CloneCandidate {
   storageBytes: number;
   /** The base as this start knows it: its digest may not be read yet (a new disk's is read after QEMU started). */
   base: BaseFacts;
+  /** BASE_IMAGE: a copied overlay opens its base by the path it was captured over. */
+  basePath: string;
   hardware: string;
   networkConfig: string;
 }
@@ -128,6 +134,10 @@ export function planClone(facts: CloneFacts | undefined, now: CloneCandidate, pa
   }
   if (now.networkConfig !== meta.networkConfig) return boot("the network settings (DNS) differ from the captured guest's, which keeps its network as it was");
   if (now.hardware !== meta.hardware) return boot("the virtual hardware differs from the captured machine's (VNC or CONSOLE_PORT add a display)");
+  const capturedOver = meta.basePath ?? DEFAULTS.baseImage;
+  if (now.basePath !== capturedOver) {
+    return boot(`BASE_IMAGE is ${now.basePath}, the state was captured over ${capturedOver} (the captured disk names that path)`);
+  }
   // Last, as the one rule that may need the base read: only when all else would clone.
   if (now.base.sha256 === undefined) {
     const other = now.base.format !== meta.base.format || now.base.virtualSize !== meta.base.virtualSize ||

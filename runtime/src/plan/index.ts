@@ -100,6 +100,7 @@ export function planLaunch(
       memoryBytes: config.memoryBytes,
       storageBytes: config.storageBytes,
       base: disk.base,
+      basePath: locations.baseImage.path,
       hardware: cloneHardwareFor(argsFor(accel.first), disk.overlayPath, [paths.dir, locations.socketsDir.path]),
       networkConfig: sha256Text(cloudInit.networkConfig),
     },
