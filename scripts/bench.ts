@@ -3,10 +3,12 @@
  * (never asserted). A recorded run is kept in docs/benchmarks.md.
  *
  * Usage: node --import tsx scripts/bench.ts [--only bare,density,resume,clone,launcher,disk,pulumi] [--memory 1G,2G]
- *          [--counts 1,10,100,500]
- *   density   N guests started at once (--guests 2,4), all until healthy: cold boots of 256 MiB
- *             guests (SNAPSHOT=off) against clones of the default size (the capture's: clones need
- *             its 2 GiB); when the last one is healthy, and how many made it. Many guest boots.
+ *          [--counts 1,10,100,500] [--guests 2,4,8] [--density-size 1x256Mx4G] [--density-timeout 900]
+ *   density   N guests of --density-size started at once (--guests), all until healthy: cold boots
+ *             (SNAPSHOT=off) against clones of a capture of that same size (the machine image's
+ *             variant from `npm run images -- --capture-size 1x256Mx4G`); when the first and the
+ *             last are healthy, how many made it within --density-timeout seconds per run, and
+ *             how many of the clones restored the capture. Many guest boots (scripts/bench-density.ts).
  *   bare      cold boot, docker run -> SSH answers: the machine image (container + launcher) against
  *             bare QEMU started in the same image with the launcher's own argv (from --dry-run),
  *             a fresh overlay over the same base and the very seed the launcher made, so only the
@@ -36,6 +38,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { execa } from "execa";
 import { applyDisk, completeBaseRecord, readDiskFacts } from "../runtime/src/apply/disk.js";
+import { density } from "./bench-density.js";
 import { planDisk } from "../runtime/src/plan/disk.js";
 import { containerLogs, docker, publishedPort, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll, ssh, type KeyPair } from "../test/support.js";
@@ -45,7 +48,9 @@ const { values } = parseArgs({
     only: { type: "string", default: "bare,density,resume,clone,launcher,disk,pulumi" },
     memory: { type: "string", default: "1G,2G" },
     counts: { type: "string", default: "1,10,100,500" },
-    guests: { type: "string", default: "2,4" },
+    guests: { type: "string", default: "2,4,8" },
+    "density-size": { type: "string", default: "1x256Mx4G" },
+    "density-timeout": { type: "string", default: "900" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -107,36 +112,6 @@ async function bare(): Promise<void> {
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-async function density(): Promise<void> {
-  const key = await makeKeyPair();
-  const common = { USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg" };
-  const rows: (string | number)[][] = [];
-  for (const count of values.guests.split(",").map(Number)) {
-    for (const [label, env] of [
-      ["cold boots, 256 MiB (SNAPSHOT=off)", { ...common, CPU: "1", MEMORY: "256M", STORAGE: "4G", SNAPSHOT: "off" }],
-      ["clones, 2 GiB (the capture's size)", { ...common, CPU: "2", MEMORY: "2G", STORAGE: "20G" }],
-    ] as const) {
-      const names = Array.from({ length: count }, (_, i) => `${PREFIX}-density-${rows.length}-${i}`);
-      made.containers.push(...names);
-      const started = Date.now();
-      await Promise.all(names.map((name) => docker(["run", "-d", "--name", name, ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), MACHINE_IMAGE])));
-      const times = await Promise.all(names.map((name) =>
-        waitHealthy(name, { timeoutMs: 2 * BOOT_TIMEOUT_MS, intervalMs: 500 }).then(() => seconds(started), async (error: Error) => {
-          // A guest that did not make it: say why before its container goes.
-          const logs = await containerLogs(name).then((l) => l.launcher.split("\n").slice(-15).join("\n"), (e: Error) => e.message);
-          console.log(`  density: ${name} not healthy after ${f1(seconds(started))} s: ${error.message}\n${logs}`);
-          return undefined;
-        })));
-      const ready = times.filter((t): t is number => t !== undefined);
-      rows.push([count, label, `${ready.length}/${count}`, ready.length ? f1(Math.min(...ready)) : "-", ready.length ? f1(Math.max(...ready)) : "-"]);
-      console.log(`  density: ${count} x ${label}: ${ready.length} healthy, last after ${ready.length ? f1(Math.max(...ready)) : "-"} s`);
-      await removeAll({ containers: names });
-    }
-  }
-  console.log("## Density: guests started at once, TCG, until all are healthy\n");
-  table(["guests", "kind", "healthy", "first healthy (s)", "last healthy (s)"], rows);
 }
 
 async function resume(): Promise<void> {
@@ -339,7 +314,12 @@ async function pulumiBench(): Promise<void> {
 console.log(`# npm run bench, ${new Date().toISOString()}, load ${loadavg().map((n) => n.toFixed(1)).join(" ")}, image ${MACHINE_IMAGE}\n`);
 try {
   if (only.has("bare")) await bare();
-  if (only.has("density")) await density();
+  if (only.has("density")) {
+    await density({
+      image: MACHINE_IMAGE, counts: values.guests.split(",").map(Number), size: values["density-size"],
+      timeoutSeconds: Number(values["density-timeout"]), prefix: PREFIX, made, table,
+    });
+  }
   if (only.has("disk")) await disk();
   if (only.has("pulumi")) await pulumiBench();
   if (only.has("launcher")) await launcher();

@@ -15,10 +15,13 @@
  * .cache/images/debian-arm64-13.qcow2 (build.sh --arch arm64) and devmachines/debian-arm64:13.
  *
  * Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--arch ARCH[,ARCH]] [--guest-disk FILE] [--if-docker]
+ *                           [--capture-size CPUxMEMORYxSTORAGE[,...]]
  *   --force            rebuild the selected steps even when they look current
  *   --only STEPS       run only these steps (e.g. --only runtime, --only runtime,machine)
  *   --arch ARCHES      guests to build: x86_64 (the default), aarch64, or both comma-separated
  *   --guest-disk FILE  use this qcow2 for the machine image instead of building one (skips disk)
+ *   --capture-size S   also capture a first boot of size S (e.g. 1x256Mx4G) into the variant
+ *                      devmachines/debian:<tag>-S (the capture step; x86_64 only)
  * Env: DEVMACHINES_DOCKER=PATH   docker client to use; DEVMACHINES_BUILDKIT=0 forces the classic builder
  *      DEVMACHINES_IMAGE_TAG=T   tag the images devmachines/runtime:T and devmachines/debian:T only
  *
@@ -32,6 +35,7 @@ import { homedir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ExecaError } from "execa";
+import { captureVariantImage, parseCaptureSize, type CaptureSize } from "../runtime/src/plan/captureSize.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BASE_IMAGE = "debian:trixie-slim";
@@ -104,12 +108,14 @@ interface Options {
   guestDisk: string | undefined;
   /** The guests whose disk and machine image to build (--arch). */
   guests: Guest[];
+  /** Sizes besides the default to capture, each into its own variant of the machine image (--capture-size). */
+  captureSizes: CaptureSize[];
   /** Without a Docker Engine, say so and succeed (npm test: the end-to-end tests then skip or fail loudly themselves). */
   ifDocker: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { force: false, only: new Set(STEPS), guestDisk: undefined, guests: [GUESTS.x86_64!], ifDocker: false };
+  const opts: Options = { force: false, only: new Set(STEPS), guestDisk: undefined, guests: [GUESTS.x86_64!], captureSizes: [], ifDocker: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
@@ -147,6 +153,15 @@ function parseArgs(argv: string[]): Options {
       case "--if-docker":
         opts.ifDocker = true;
         break;
+      case "--capture-size": {
+        const sizes = value().split(",").map((s) => s.trim()).filter(Boolean);
+        try {
+          opts.captureSizes.push(...sizes.map(parseCaptureSize));
+        } catch (error) {
+          throw new UsageError(`--capture-size: ${(error as Error).message}`);
+        }
+        break;
+      }
       case "-h":
       case "--help":
         printHelp();
@@ -159,12 +174,14 @@ function parseArgs(argv: string[]): Options {
 }
 
 function printHelp(): void {
-  console.log(`Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--arch ARCH[,ARCH]] [--guest-disk FILE]
+  console.log(`Usage: npm run images -- [--force] [--only STEP[,STEP...]] [--arch ARCH[,ARCH]] [--guest-disk FILE] [--capture-size S]
 Steps, in order: ${STEPS.join(", ")}
   --force            rebuild the selected steps even when they look current
   --only STEPS       run only these steps, e.g. --only runtime
   --arch ARCHES      guests (disk + machine image): x86_64 (default), aarch64 (devmachines/debian-arm64), or both
   --if-docker        without a Docker Engine, say so and exit 0 instead of failing
+  --capture-size S   also capture the ready state at size S (CPUxMEMORYxSTORAGE, e.g. 1x256Mx4G,
+                     comma-separated for more) into the variant devmachines/debian:<tag>-S
   --guest-disk FILE  build the machine image from this qcow2 (skips the disk step)
 Env: DEVMACHINES_DOCKER=PATH (docker client), DEVMACHINES_BUILDKIT=0 (classic builder),
      DEVMACHINES_IMAGE_TAG=T (build devmachines/runtime:T and devmachines/debian:T only)`);
@@ -419,7 +436,7 @@ async function stepMachine(d: Docker, o: Options, g: Guest): Promise<{ built: bo
 const CAPTURE_LABEL = "io.devmachines.capture";
 const CAPTURE_FROM_LABEL = "io.devmachines.capture.from";
 /** The generic first boot that is captured: the default size, NAT, TCG (see runtime/src/plan/clone.ts CAPTURE). */
-const CAPTURE_ENV = {
+const CAPTURE_ENV: Record<"CPU" | "MEMORY" | "STORAGE", string> & Record<string, string> = {
   CPU: "2", MEMORY: "2G", STORAGE: "20G", USER: "devmachines-capture", HOSTNAME: "devmachines-capture",
   NETWORK: "NAT", ACCEL: "tcg", ON_STOP: "suspend", SNAPSHOT: "off", DEVMACHINES_CAPTURE: "1",
 };
@@ -436,21 +453,58 @@ export function captureCacheDir(): string {
  * machine image (about a minute under TCG) whose launcher saves the guest as soon as it is ready
  * (ON_STOP=suspend) and describes it (clone.json); it is kept in the cache under a key of the
  * machine image's id, the QEMU version and the size, so a rebuild of the same image reuses it.
+ * Each --capture-size adds a variant of the machine image (`<tag>-<size>`) whose capture is of
+ * that size; the image under the default tags keeps the default size's.
  */
 async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: boolean; note: string }> {
   const tag = g.tags[0]!;
   if (!(await imageId(d, tag))) throw new BuildError(`${tag} is missing: run \`npm run images -- --only machine\` first`);
   const captured = await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_LABEL}" }}`);
-  if (!o.force && captured) return { built: false, note: `${tag} carries capture ${captured.slice(0, 12)}` };
   // A forced capture starts again from the image without one.
   const from = (captured && (await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_FROM_LABEL}" }}`))) || (await imageId(d, tag))!;
+  // The image without the capture is untagged once the capture is added: a prune of dangling
+  // images removes it, and no capture of another size can be built on it any more.
+  if (!(await imageId(d, from))) {
+    throw new BuildError(`${tag} was built on ${from.slice(7, 19)}, which is gone (dangling images pruned?): rebuild it with \`npm run images -- --only machine,capture --force\``);
+  }
   const qemu = String((await execa(d.bin, ["run", "--rm", "--entrypoint", "qemu-system-x86_64", from, "--version"])).stdout).split("\n")[0]!.trim();
-  const size = `${CAPTURE_ENV.CPU}x${CAPTURE_ENV.MEMORY}x${CAPTURE_ENV.STORAGE}`;
-  const key = createHash("sha256").update(`${from}\0${qemu}\0${size}`).digest("hex").slice(0, 32);
+  const notes: string[] = [];
+  let built = false;
+  for (const size of [undefined, ...o.captureSizes]) {
+    const tags = size ? [captureVariantImage(tag, size)] : g.tags;
+    const key = captureKey(from, qemu, size?.label ?? DEFAULT_CAPTURE_SIZE);
+    const current = await inspect(d, tags[0]!, `{{ index .Config.Labels "${CAPTURE_LABEL}" }}`);
+    // The default image is current once it carries any capture (a machine rebuild drops it); a
+    // variant only when its capture is of this very machine image, QEMU and size.
+    if (!o.force && (size ? current === key : !!current)) {
+      notes.push(`${tags[0]} carries capture ${current!.slice(0, 12)}`);
+      continue;
+    }
+    notes.push(await addCapture(d, o, { from, key, qemu, tags, env: size ? { ...CAPTURE_ENV, ...size.env } : CAPTURE_ENV }));
+    built = true;
+  }
+  return { built, note: notes.join("; ") };
+}
+
+/** The default capture's size, as --capture-size writes it (the cache key's part). */
+const DEFAULT_CAPTURE_SIZE = `${CAPTURE_ENV.CPU}x${CAPTURE_ENV.MEMORY}x${CAPTURE_ENV.STORAGE}`;
+
+function captureKey(from: string, qemu: string, size: string): string {
+  return createHash("sha256").update(`${from}\0${qemu}\0${size}`).digest("hex").slice(0, 32);
+}
+
+/** Captures (or reuses the cached capture of) one size and builds `tags` from `from` with it. */
+async function addCapture(
+  d: Docker,
+  o: Options,
+  c: { from: string; key: string; qemu: string; tags: string[]; env: typeof CAPTURE_ENV },
+): Promise<string> {
+  const { from, key, qemu, tags, env } = c;
+  const size = `${env.CPU}x${env.MEMORY}x${env.STORAGE}`;
   const dir = join(captureCacheDir(), key);
   let note = `cached in ${dir}`;
   if (o.force || !existsSync(join(dir, "clone.json"))) {
-    await captureBoot(d, from, dir);
+    await captureBoot(d, from, dir, env);
     note = `captured into ${dir}`;
   } else log(`reusing the capture in ${dir} (machine image ${from.slice(7, 19)}, ${qemu}, ${size}): no boot needed`);
   // BuildKit resolves FROM by name only (an image id would be looked up in a registry): a
@@ -463,17 +517,17 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
     `LABEL ${CAPTURE_LABEL}="${key}" ${CAPTURE_FROM_LABEL}="${from}"`,
     "",
   ].join("\n");
-  const oldId = await imageId(d, tag);
+  const oldId = await imageId(d, tags[0]!);
   const progress = d.buildkit ? ["--progress=plain"] : [];
-  log(`$ ${d.bin} build -f - ${g.tags.map((t) => `-t ${t}`).join(" ")} ${dir}`);
+  log(`$ ${d.bin} build -f - ${tags.map((t) => `-t ${t}`).join(" ")} ${dir}`);
   try {
-    await execa(d.bin, ["build", ...progress, "-f", "-", ...g.tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
+    await execa(d.bin, ["build", ...progress, "-f", "-", ...tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
   } finally {
     await execa(d.bin, ["image", "rm", fromTag], { reject: false });
   }
-  if (oldId !== from) await removeReplaced(d, oldId, tag);
+  if (oldId !== from) await removeReplaced(d, oldId, tags[0]!);
   const meta = JSON.parse(await readFile(join(dir, "clone.json"), "utf8")) as { disk: { bytes: number }; stateBytes: number };
-  return { built: true, note: `${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tag)}` };
+  return `${tags[0]} (${size}): ${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tags[0]!)}`;
 }
 
 /** An OpenSSH ed25519 public key whose private half is thrown away at once. */
@@ -488,7 +542,7 @@ function throwawayPublicKey(): string {
 }
 
 /** Boots the generic machine until it is ready and saved, printing its progress (never silent for long). */
-async function captureBoot(d: Docker, image: string, dir: string): Promise<void> {
+async function captureBoot(d: Docker, image: string, dir: string, env: typeof CAPTURE_ENV): Promise<void> {
   const partial = `${dir}.partial`;
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
@@ -497,7 +551,7 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
   // every clone removes the user anyway.
   const args = [
     "run", "--rm", "--name", name, "-e", `SSH_KEYS=${throwawayPublicKey()}`, "--stop-timeout", "120", "-v", `${partial}:/var/lib/devmachines`,
-    ...Object.entries(CAPTURE_ENV).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+    ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
     image,
   ];
   const locked = existsSync("/usr/bin/flock");
@@ -547,13 +601,21 @@ async function captureBoot(d: Docker, image: string, dir: string): Promise<void>
   await pruneCaptures(dir);
 }
 
-/** Keeps the newest captures (about 300 MB each): older ones belong to machine images since rebuilt. */
+/**
+ * Keeps the newest captures of each size (about 300 MB each at 2 GiB): older ones belong to machine
+ * images since rebuilt. Counted per size, so capturing a variant never evicts the default's.
+ */
 async function pruneCaptures(keep: string, count = 3): Promise<void> {
   const root = captureCacheDir();
   const entries = await Promise.all(
-    (await readdir(root)).map(async (name) => ({ path: join(root, name), mtime: (await stat(join(root, name))).mtimeMs })),
+    (await readdir(root)).map(async (name) => {
+      const path = join(root, name);
+      const meta = await readFile(join(path, "clone.json"), "utf8").then((text) => JSON.parse(text) as Record<string, unknown>, (): Record<string, unknown> => ({}));
+      return { path, size: `${String(meta.cpu)}/${String(meta.memoryBytes)}/${String(meta.storageBytes)}`, mtime: (await stat(path)).mtimeMs };
+    }),
   );
-  const old = entries.filter((entry) => entry.path !== keep).sort((a, b) => b.mtime - a.mtime).slice(count - 1);
+  const size = entries.find((entry) => entry.path === keep)?.size;
+  const old = entries.filter((entry) => entry.path !== keep && entry.size === size).sort((a, b) => b.mtime - a.mtime).slice(count - 1);
   for (const entry of old) {
     await rm(entry.path, { recursive: true, force: true });
     log(`removed an older capture: ${entry.path}`);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { parseConfig } from "../src/config/index.js";
 import { copyCloneDisk, readCloneFacts, writeCaptureMeta } from "../src/apply/clone.js";
+import { captureVariantImage, parseCaptureSize } from "../src/plan/captureSize.js";
 import { clonePaths, hardwareHash, planClone, type CloneCandidate, type CloneMeta } from "../src/plan/clone.js";
 import type { DiskPlan } from "../src/plan/disk.js";
 import { resealScript, type ResealInput } from "../src/plan/reseal.js";
@@ -93,6 +94,37 @@ test("planClone: a base not hashed yet is hashed only when it could be the captu
   assert.equal(cpu.action === "boot" && cpu.needsBaseDigest, undefined);
   assert.match(cpu.reason, /CPU=4/);
   assert.equal(planClone(withFile, { ...now, base: { ...unhashed, sha256: base.sha256, file } }, paths).action, "clone", "hashed: it clones");
+});
+
+test("planClone: the size that counts is the one clone.json records, not the default's", () => {
+  // A capture of another size (npm run images -- --capture-size 1x256Mx4G) is matched by that size.
+  const small: CloneMeta = { ...meta, cpu: 1, memoryBytes: 256 * 2 ** 20, storageBytes: 4 * 2 ** 30 };
+  const smallFacts = { ...facts, meta: small };
+  const smallNow: CloneCandidate = { ...now, cpu: 1, memoryBytes: 256 * 2 ** 20, storageBytes: 4 * 2 ** 30 };
+  assert.equal(planClone(smallFacts, smallNow, paths).action, "clone");
+  // The default size does not match it, and a 256 MiB machine does not match the default capture.
+  assert.match(planClone(smallFacts, now, paths).reason, /CPU=2 MEMORY=2048 MiB; the state was captured at CPU=1 MEMORY=256 MiB/);
+  assert.match(planClone(facts, smallNow, paths).reason, /CPU=1 MEMORY=256 MiB; the state was captured at CPU=2 MEMORY=2048 MiB/);
+  assert.match(planClone(smallFacts, { ...smallNow, storageBytes: 20 * 2 ** 30 }, paths).reason, /captured with a 4096 MiB disk/);
+});
+
+test("parseCaptureSize: CPUxMEMORYxSTORAGE by the machine's own rules, a canonical label; the variant's tag", () => {
+  const size = parseCaptureSize("1x256mx4GiB");
+  assert.deepEqual(
+    { cpu: size.cpu, memoryBytes: size.memoryBytes, storageBytes: size.storageBytes, label: size.label, env: size.env },
+    { cpu: 1, memoryBytes: 256 * 2 ** 20, storageBytes: 4 * 2 ** 30, label: "1x256Mx4G", env: { CPU: "1", MEMORY: "256M", STORAGE: "4G" } },
+  );
+  assert.equal(parseCaptureSize("2X1536MX20G").label, "2x1536Mx20G");
+  assert.equal(captureVariantImage("devmachines/debian:13", size), "devmachines/debian:13-1x256Mx4G");
+  assert.equal(captureVariantImage("localhost:5000/devmachines/debian", size), "localhost:5000/devmachines/debian:latest-1x256Mx4G");
+  for (const [text, rule] of [
+    ["1x256M", /must be CPUxMEMORYxSTORAGE, e\.g\. 1x256Mx4G/],
+    ["0x256Mx4G", /CPU must be a whole number of virtual CPUs, at least 1/],
+    ["1x64Mx4G", /MEMORY must be at least 128 MiB \(is 64 MiB\)/],
+    ["1x256Mxlots", /STORAGE must be a size like 512M/],
+  ] as const) {
+    assert.throws(() => parseCaptureSize(text), rule, text);
+  }
 });
 
 test("planClone: a missing, unreadable or incomplete capture cold-boots", () => {
