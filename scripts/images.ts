@@ -462,11 +462,17 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
   const captured = await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_LABEL}" }}`);
   // A forced capture starts again from the image without one.
   const from = (captured && (await inspect(d, tag, `{{ index .Config.Labels "${CAPTURE_FROM_LABEL}" }}`))) || (await imageId(d, tag))!;
-  // The image without the capture is untagged once the capture is added: a prune of dangling
-  // images removes it, and no capture of another size can be built on it any more.
   if (!(await imageId(d, from))) {
-    throw new BuildError(`${tag} was built on ${from.slice(7, 19)}, which is gone (dangling images pruned?): rebuild it with \`npm run images -- --only machine,capture --force\``);
+    throw new BuildError(`${tag} was built on ${from.slice(7, 19)}, which is gone: rebuild it with \`npm run images -- --only machine,capture --force\``);
   }
+  // The image without a capture keeps a tag of its own: every size is built FROM it by name
+  // (BuildKit looks an image id up in a registry), and an image whose last tag is removed is
+  // deleted, so a later --capture-size would have nothing to start from. The one it replaces
+  // belongs to a machine image since rebuilt: removed (refused, harmlessly, while in use).
+  const fromTag = `devmachines/capture-from:${tag.slice(tag.lastIndexOf(":") + 1)}`;
+  const previous = await imageId(d, fromTag);
+  await execa(d.bin, ["tag", from, fromTag]);
+  if (previous && previous !== from) await execa(d.bin, ["image", "rm", previous], { reject: false });
   const qemu = String((await execa(d.bin, ["run", "--rm", "--entrypoint", "qemu-system-x86_64", from, "--version"])).stdout).split("\n")[0]!.trim();
   const notes: string[] = [];
   let built = false;
@@ -480,7 +486,7 @@ async function stepCapture(d: Docker, o: Options, g: Guest): Promise<{ built: bo
       notes.push(`${tags[0]} carries capture ${current!.slice(0, 12)}`);
       continue;
     }
-    notes.push(await addCapture(d, o, { from, key, qemu, tags, env: size ? { ...CAPTURE_ENV, ...size.env } : CAPTURE_ENV }));
+    notes.push(await addCapture(d, o, { from, fromTag, key, qemu, tags, env: size ? { ...CAPTURE_ENV, ...size.env } : CAPTURE_ENV }));
     built = true;
   }
   return { built, note: notes.join("; ") };
@@ -497,9 +503,9 @@ function captureKey(from: string, qemu: string, size: string): string {
 async function addCapture(
   d: Docker,
   o: Options,
-  c: { from: string; key: string; qemu: string; tags: string[]; env: typeof CAPTURE_ENV },
+  c: { from: string; fromTag: string; key: string; qemu: string; tags: string[]; env: typeof CAPTURE_ENV },
 ): Promise<string> {
-  const { from, key, qemu, tags, env } = c;
+  const { from, fromTag, key, qemu, tags, env } = c;
   const size = `${env.CPU}x${env.MEMORY}x${env.STORAGE}`;
   const dir = join(captureCacheDir(), key);
   let note = `cached in ${dir}`;
@@ -507,10 +513,6 @@ async function addCapture(
     await captureBoot(d, from, dir, env);
     note = `captured into ${dir}`;
   } else log(`reusing the capture in ${dir} (machine image ${from.slice(7, 19)}, ${qemu}, ${size}): no boot needed`);
-  // BuildKit resolves FROM by name only (an image id would be looked up in a registry): a
-  // temporary tag names the image without the capture for the build.
-  const fromTag = `devmachines/capture-from:${key}`;
-  await execa(d.bin, ["tag", from, fromTag]);
   const dockerfile = [
     `FROM ${fromTag}`,
     "COPY disk.qcow2 vmstate.bin clone.json /images/clone/",
@@ -520,11 +522,7 @@ async function addCapture(
   const oldId = await imageId(d, tags[0]!);
   const progress = d.buildkit ? ["--progress=plain"] : [];
   log(`$ ${d.bin} build -f - ${tags.map((t) => `-t ${t}`).join(" ")} ${dir}`);
-  try {
-    await execa(d.bin, ["build", ...progress, "-f", "-", ...tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
-  } finally {
-    await execa(d.bin, ["image", "rm", fromTag], { reject: false });
-  }
+  await execa(d.bin, ["build", ...progress, "-f", "-", ...tags.flatMap((t) => ["-t", t]), dir], { input: dockerfile, stdout: "inherit", stderr: "inherit", env: dockerEnv(d) });
   if (oldId !== from) await removeReplaced(d, oldId, tags[0]!);
   const meta = JSON.parse(await readFile(join(dir, "clone.json"), "utf8")) as { disk: { bytes: number }; stateBytes: number };
   return `${tags[0]} (${size}): ${note}; disk ${(meta.disk.bytes / 1e6).toFixed(0)} MB + state ${(meta.stateBytes / 1e6).toFixed(0)} MB, ${await imageSize(d, tags[0]!)}`;
