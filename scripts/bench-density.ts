@@ -17,6 +17,8 @@ export interface DensityOptions {
   counts: number[];
   /** CPUxMEMORYxSTORAGE of every guest, cold and cloned (--capture-size's form). */
   size: string;
+  /** Which starts to run per count: cold boots, clones, or both (the default). */
+  kinds: ("cold" | "clones")[];
   /** Per run: guests not healthy by then are counted as not made. */
   timeoutSeconds: number;
   /** Container name prefix; names carry it so a cleanup finds them. */
@@ -32,6 +34,7 @@ const load = () => loadavg()[0]!.toFixed(1);
 export async function density(o: DensityOptions): Promise<void> {
   const size = parseCaptureSize(o.size);
   if (!o.counts.every((n) => Number.isInteger(n) && n > 0)) throw new Error(`--guests: ${o.counts.join(",")} must be whole numbers of guests, at least 1`);
+  if (o.kinds.length === 0 || !o.kinds.every((k) => k === "cold" || k === "clones")) throw new Error(`--density-kinds: ${o.kinds.join(",")} must be cold, clones or both`);
   if (!(o.timeoutSeconds > 0)) throw new Error("--density-timeout must be a number of seconds above 0");
   const image = captureVariantImage(o.image, size);
   const meta = await docker(["run", "--rm", "--entrypoint", "cat", image, "/images/clone/clone.json"]).catch(() => "");
@@ -46,10 +49,11 @@ export async function density(o: DensityOptions): Promise<void> {
   const common = { USER: "dev", SSH_KEYS: key.publicKey, ACCEL: "tcg", ...size.env, READY_TIMEOUT: String(o.timeoutSeconds) };
   const rows: (string | number)[][] = [];
   for (const count of o.counts) {
-    for (const [kind, env] of [
-      ["cold boots (SNAPSHOT=off)", { ...common, SNAPSHOT: "off" }],
-      ["clones", common],
-    ] as const) {
+    const runs = [
+      ["cold", "cold boots (SNAPSHOT=off)", { ...common, SNAPSHOT: "off" }],
+      ["clones", "clones", common],
+    ] as const;
+    for (const [, kind, env] of runs.filter(([id]) => o.kinds.includes(id))) {
       const names = Array.from({ length: count }, (_, i) => `${o.prefix}-density-${rows.length}-${i}`);
       o.made.containers.push(...names);
       const loadBefore = load();

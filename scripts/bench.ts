@@ -4,6 +4,7 @@
  *
  * Usage: node --import tsx scripts/bench.ts [--only bare,density,resume,clone,launcher,disk,pulumi] [--memory 1G,2G]
  *          [--counts 1,10,100,500] [--guests 2,4,8] [--density-size 1x256Mx4G] [--density-timeout 900]
+ *          [--density-kinds cold,clones]
  *   density   N guests of --density-size started at once (--guests), all until healthy: cold boots
  *             (SNAPSHOT=off) against clones of a capture of that same size (the machine image's
  *             variant from `npm run images -- --capture-size 1x256Mx4G`); when the first and the
@@ -51,6 +52,7 @@ const { values } = parseArgs({
     guests: { type: "string", default: "2,4,8" },
     "density-size": { type: "string", default: "1x256Mx4G" },
     "density-timeout": { type: "string", default: "900" },
+    "density-kinds": { type: "string", default: "cold,clones" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -317,6 +319,7 @@ try {
   if (only.has("density")) {
     await density({
       image: MACHINE_IMAGE, counts: values.guests.split(",").map(Number), size: values["density-size"],
+      kinds: values["density-kinds"].split(",") as ("cold" | "clones")[],
       timeoutSeconds: Number(values["density-timeout"]), prefix: PREFIX, made, table,
     });
   }
