@@ -59,7 +59,9 @@ export async function density(o: DensityOptions): Promise<void> {
       const loadBefore = load();
       console.log(`  density: starting ${count} x ${kind}, ${size.label} (load ${loadBefore})`);
       const started = Date.now();
-      await Promise.all(names.map((name) => docker(["run", "-d", "--name", name, ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), image])));
+      // Docker's start period as long too: past the image's (600 s) a booting guest turns
+      // `unhealthy`, which the watch below (as waitHealthy) takes as final.
+      await Promise.all(names.map((name) => docker(["run", "-d", "--name", name, "--health-start-period", `${o.timeoutSeconds}s`, ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), image])));
       const outcome = await watch(names, started, o.timeoutSeconds);
       const ready = [...outcome.healthy.values()];
       const how = await Promise.all([...outcome.healthy.keys()].map(async (name) => /ready after .*\(cloned\)/.test((await containerLogs(name)).launcher)));
