@@ -34,7 +34,7 @@ import type { HostIdentity } from "./plan/accel.js";
 import { runPaths } from "./plan/qemu.js";
 import { planArch } from "./plan/arch.js";
 import { ensureEfiVars, readArchFacts } from "./apply/arch.js";
-import { checkHealth, missingStage, waitForSsh, watchSsh, writeState, type BootProgress } from "./supervise/readiness.js";
+import { checkHealth, missingStage, sshWaitMs, waitForSsh, watchSsh, writeState, type BootProgress } from "./supervise/readiness.js";
 import { isGuestText, superviseQemu, type QemuSupervisor } from "./supervise/supervisor.js";
 import { discoverLocations } from "./locations/discover.js";
 import { planLocations, type LocationPlan } from "./locations/plan.js";
@@ -274,7 +274,7 @@ async function run(): Promise<ExitCodeValue> {
               } else log(`cloud-init finished after ${seconds()} s`);
               // Healthy only once resealed: until then the guest is the capture, not this machine.
               if (resealing && !(await resealing)) return;
-              log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, 120_000)}`);
+              log(`SSH answers: ${await waitForSsh(ssh.host, ssh.port, sshWaitMs(config.readyTimeoutSeconds * 1000, Date.now() - started))}`);
               seen.ssh = true;
               // A stop may have begun while SSH was checked: never report a stopping VM as ready.
               if (finished || supervisor.stopRequested) return;

@@ -130,19 +130,31 @@ export function sshBanner(host: string, port: number, timeoutMs: number): Promis
   });
 }
 
-/** Waits until the SSH banner answers, retrying; gives up after `deadlineMs`. */
+/**
+ * How long the launcher waits for SSH once cloud-init says the guest is ready: until READY_TIMEOUT
+ * (many guests sharing a few cores can take minutes for sshd to answer after a clone's reseal
+ * reloaded it; a fixed two minutes gave up on guests that answered soon after, and they then
+ * never became healthy), and at least two minutes for a guest that got ready late.
+ */
+export const SSH_WAIT_MIN_MS = 120_000;
+export function sshWaitMs(readyTimeoutMs: number, elapsedMs: number): number {
+  return Math.max(readyTimeoutMs - elapsedMs, SSH_WAIT_MIN_MS);
+}
+
+/** Waits until the SSH banner answers, retrying; gives up after `deadlineMs`, saying how long it waited. */
 export async function waitForSsh(host: string, port: number, deadlineMs: number): Promise<string> {
   const until = Date.now() + deadlineMs;
   let lastError: unknown;
   while (Date.now() < until) {
     try {
-      return await sshBanner(host, port, 5000);
+      return await sshBanner(host, port, Math.max(1, Math.min(5000, until - Date.now())));
     } catch (error) {
       lastError = error;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(1000, until - Date.now()))));
     }
   }
-  throw lastError instanceof Error ? lastError : new Error(`SSH did not answer at ${host}:${port}`);
+  const last = lastError instanceof Error ? `; last try: ${lastError.message}` : "";
+  throw new Error(`SSH did not answer at ${host}:${port} within ${(deadlineMs / 1000).toFixed(1)} s${last}`);
 }
 
 /** The `--health` check: exit code 0 when ready, 1 otherwise, with one line saying why. */
