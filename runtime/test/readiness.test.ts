@@ -39,3 +39,18 @@ test("waitForSsh: a banner that comes on a later try is returned", async () => {
     later.close();
   }
 });
+
+test("waitForSsh: a banner slower than the first try's 5 s still arrives (each try waits longer)", async () => {
+  // Twelve clones at once: sshd answered every connection after more than 5 s, so fixed 5 s
+  // tries never saw a banner while `docker exec ... /dev/tcp` waiting 20 s did.
+  const slow = net.createServer((socket) => {
+    const timer = setTimeout(() => socket.end("SSH-2.0-OpenSSH_10.0\r\n"), 5500);
+    socket.on("close", () => clearTimeout(timer));
+  });
+  await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+  try {
+    assert.equal(await waitForSsh("127.0.0.1", (slow.address() as net.AddressInfo).port, 30_000), "SSH-2.0-OpenSSH_10.0");
+  } finally {
+    slow.close();
+  }
+});

@@ -141,14 +141,22 @@ export function sshWaitMs(readyTimeoutMs: number, elapsedMs: number): number {
   return Math.max(readyTimeoutMs - elapsedMs, SSH_WAIT_MIN_MS);
 }
 
-/** Waits until the SSH banner answers, retrying; gives up after `deadlineMs`, saying how long it waited. */
+/**
+ * Waits until the SSH banner answers, retrying; gives up after `deadlineMs`, saying how long it
+ * waited. Each try waits twice as long as the one before (5 s, 10 s, ... 60 s): a starved guest's
+ * sshd can take longer than any fixed wait to send its banner, and a try given up leaves a
+ * pre-auth session in the guest until its LoginGraceTime, which costs the guest more CPU and
+ * soon meets sshd's MaxStartups (ten) refusing new connections.
+ */
 export async function waitForSsh(host: string, port: number, deadlineMs: number): Promise<string> {
   const until = Date.now() + deadlineMs;
   let lastError: unknown;
+  let tryMs = 5000;
   while (Date.now() < until) {
     try {
-      return await sshBanner(host, port, Math.max(1, Math.min(5000, until - Date.now())));
+      return await sshBanner(host, port, Math.max(1, Math.min(tryMs, until - Date.now())));
     } catch (error) {
+      tryMs = Math.min(tryMs * 2, 60_000);
       lastError = error;
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(1000, until - Date.now()))));
     }
