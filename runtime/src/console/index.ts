@@ -9,7 +9,7 @@ import type { QemuSupervisor } from "../supervise/supervisor.js";
 import { generateToken } from "./auth.js";
 import { SerialHub } from "./serialHub.js";
 import { listenSerialSocket } from "./serialSocket.js";
-import { ConsoleServer } from "./server.js";
+import type { ConsoleServer } from "./server.js";
 
 export interface Consoles {
   /** Give to the supervisor as `onSerialData`. */
@@ -37,6 +37,9 @@ export async function startConsoles(options: {
   let server: ConsoleServer | undefined;
   if (options.console) {
     const token = options.console.token ?? generateToken();
+    // Loaded only when asked for: the web server (http, ws, TLS and zlib underneath) was a fifth
+    // of the launcher's start for the many machines that never open it.
+    const { ConsoleServer } = await import("./server.js");
     server = await ConsoleServer.start({
       port: options.console.port,
       token,

@@ -10,7 +10,7 @@
  * plain text.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import Mustache from "mustache";
 import { parse } from "yaml";
@@ -29,7 +29,17 @@ export interface CloudInitFiles {
   warnings: string[];
 }
 
-const TEMPLATES = fileURLToPath(new URL("../../templates/", import.meta.url));
+/**
+ * runtime/templates/, found upward from this module: tsc's dist/plan/cloudInit.js, the image's
+ * bundled launcher (one file, dist/main.js) and the sources under tsx sit at different depths.
+ */
+const TEMPLATES = ((): string => {
+  for (const up of ["../templates/", "../../templates/", "../../../templates/"]) {
+    const dir = fileURLToPath(new URL(up, import.meta.url));
+    if (existsSync(`${dir}user-data.mustache`)) return dir;
+  }
+  throw new Error(`the cloud-init templates (runtime/templates/) are not beside the launcher at ${fileURLToPath(import.meta.url)}`);
+})();
 
 function template(name: string): string {
   return readFileSync(`${TEMPLATES}${name}.mustache`, "utf8");
