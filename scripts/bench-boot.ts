@@ -35,6 +35,7 @@ import { defaultMachineSettings } from "../sdk/src/defaults.js";
 import { throttleProgress } from "../sdk/src/progress.js";
 import { containerLogs, docker, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, makeKeyPair, publishedPort, removeAll, ssh, type KeyPair } from "../test/support.js";
+import { seconds } from "./benchFormat.js";
 
 const TARGET_SECONDS = 90;
 const GUEST_USER = "dev";
@@ -64,7 +65,6 @@ interface BootResult extends BootSpec {
 
 const say = (line: string) => console.log(`[bench] ${line}`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const seconds = (since: number) => (Date.now() - since) / 1000;
 
 function options() {
   const defaults = defaultMachineSettings();

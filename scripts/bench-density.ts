@@ -9,6 +9,7 @@ import { loadavg } from "node:os";
 import { captureVariantImage, parseCaptureSize } from "../runtime/src/plan/captureSize.js";
 import { containerLogs, docker, hopelessState } from "../sdk/src/run.js";
 import { makeKeyPair, removeAll } from "../test/support.js";
+import { f1, table } from "./benchFormat.js";
 
 export interface DensityOptions {
   /** The machine image the variant is named after (devmachines/debian:TAG). */
@@ -25,10 +26,8 @@ export interface DensityOptions {
   prefix: string;
   /** Names made, for the caller's cleanup on an interrupt. */
   made: { containers: string[] };
-  table: (head: string[], rows: (string | number)[][]) => void;
 }
 
-const f1 = (n: number) => n.toFixed(1);
 const load = () => loadavg()[0]!.toFixed(1);
 
 export async function density(o: DensityOptions): Promise<void> {
@@ -75,7 +74,7 @@ export async function density(o: DensityOptions): Promise<void> {
     }
   }
   console.log(`## Density: ${size.label} guests (CPU=${size.env.CPU} MEMORY=${size.env.MEMORY} STORAGE=${size.env.STORAGE}) started at once, TCG, until all are healthy\n`);
-  o.table(["guests", "kind", "healthy", "cloned", "first healthy (s)", "last healthy (s)", "load (1 min) start -> end"], rows);
+  table(["guests", "kind", "healthy", "cloned", "first healthy (s)", "last healthy (s)", "load (1 min) start -> end"], rows);
   console.log(`Captured state in ${image}: disk ${(captured.disk.bytes / 2 ** 20).toFixed(0)} MiB + state ${(captured.stateBytes / 2 ** 20).toFixed(0)} MiB.\n`);
 }
 

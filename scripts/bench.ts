@@ -40,6 +40,7 @@ import { parseArgs } from "node:util";
 import { execa } from "execa";
 import { applyDisk, completeBaseRecord, readDiskFacts } from "../runtime/src/apply/disk.js";
 import { density } from "./bench-density.js";
+import { f1, median, ratio, seconds, table } from "./benchFormat.js";
 import { planDisk } from "../runtime/src/plan/disk.js";
 import { containerLogs, docker, publishedPort, waitHealthy } from "../sdk/src/run.js";
 import { BOOT_TIMEOUT_MS, MACHINE_IMAGE, makeKeyPair, removeAll, ssh, type KeyPair } from "../test/support.js";
@@ -61,14 +62,6 @@ const made: { containers: string[]; volumes: string[] } = { containers: [], volu
 const cleanup = () => removeAll(made);
 process.on("SIGINT", () => void cleanup().finally(() => process.exit(130)));
 
-const f1 = (n: number) => n.toFixed(1);
-const ratio = (subject: number, baseline: number) => `${(subject / baseline).toFixed(2)}x`;
-const table = (head: string[], rows: (string | number)[][]) => {
-  console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
-  for (const row of rows) console.log(`| ${row.join(" | ")} |`);
-  console.log("");
-};
-const seconds = (since: number) => (Date.now() - since) / 1000;
 
 /** Seconds from `since` until `ssh true` succeeds on the container's published port 22. */
 async function untilSsh(name: string, key: KeyPair, since: number): Promise<number> {
@@ -238,7 +231,6 @@ async function launcher(): Promise<void> {
     floor.push(await msToLine(shell, /EXEC-QEMU/));
     await removeAll({ containers: [shell] });
   }
-  const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]!;
   rows.push(["container start -> QEMU exec (ms, median of 3)", median(subject).toFixed(0), median(floor).toFixed(0), ratio(median(subject), median(floor))]);
   console.log("## Launcher: start to QEMU, and memory\n");
   table(["", "launcher", "shell script (floor)", "ratio"], rows);
@@ -288,7 +280,6 @@ async function disk(): Promise<void> {
         await rm(bareDisk, { force: true });
         bare.push(await timed(() => execa("qemu-img", ["create", "-q", "-f", "qcow2", "-F", format, "-b", base, bareDisk, "20G"])));
       }
-      const median = (list: number[]) => [...list].sort((a, b) => a - b)[1]!;
       const [firstMs, restartMs, bareMs] = [median(first), median(restart), median(bare)];
       rows.push([label, firstMs.toFixed(0), restartMs.toFixed(0), bareMs.toFixed(0), ratio(Math.max(firstMs, restartMs), bareMs), completeMs.toFixed(0)]);
     }
@@ -320,7 +311,7 @@ try {
     await density({
       image: MACHINE_IMAGE, counts: values.guests.split(",").map(Number), size: values["density-size"],
       kinds: values["density-kinds"].split(",") as ("cold" | "clones")[],
-      timeoutSeconds: Number(values["density-timeout"]), prefix: PREFIX, made, table,
+      timeoutSeconds: Number(values["density-timeout"]), prefix: PREFIX, made,
     });
   }
   if (only.has("disk")) await disk();
